@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sets up everything the gateway, its workers and the tests need, idempotently:
+# system libraries (Linux), the virtualenv in .venv with the pinned packages,
+# and the offline demo models. Re-running it is cheap: each step is skipped
+# when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+
+# --- system libraries (Linux only) ------------------------------------------
+# mlx[cpu] ships the netlib reference BLAS; OpenBLAS loaded ahead of it makes
+# matmuls ~50x faster (see workers/blas.py). espeak-ng is used by speech tests.
+if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
+  need=()
+  for pkg in libopenblas0-pthread; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = "0" ]; then
+      echo "setup: installing ${need[*]}"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+      echo "setup: warning: ${need[*]} missing and not root; MLX will use its slow reference BLAS" >&2
+    fi
+  fi
+fi
+
+# --- python environment -------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing pinned packages"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+
+# --- offline demo models ------------------------------------------------------
+"$VENV/bin/python" -m workers.demo_models --out models
