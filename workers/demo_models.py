@@ -1,0 +1,314 @@
+"""Create the offline random-weight demo models.
+
+``python -m workers.demo_models --out models`` writes two tiny Hugging Face-style
+model folders (a llama and a qwen2) that ``mlx_lm.load(path)`` loads without any
+download. Their weights are random, so their output is gibberish; they exist so
+that the gateway, the workers, the tests and the benchmarks run the real mlx-lm
+code path (real model classes, a real byte-level BPE tokenizer, a ChatML chat
+template) on a machine with no network.
+
+Everything is deterministic: the tokenizer is trained on ``demo_corpus.txt`` and
+each model is initialised from a fixed seed, so re-creating a model gives
+byte-identical files.
+"""
+
+# MLX must find OpenBLAS already loaded, so this comes before anything imports mlx.
+from workers.blas import preload_openblas
+
+preload_openblas()
+
+# ruff: noqa: E402
+import argparse
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import mlx.core as mx
+from mlx.utils import tree_flatten
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+CORPUS_PATH = Path(__file__).with_name("demo_corpus.txt")
+
+# Bump when the folder layout or file contents change in a way the fingerprint
+# below would not notice, so existing folders are rebuilt.
+FORMAT_VERSION = 1
+COMPLETE_MARKER = ".complete"
+
+VOCAB_SIZE = 1000
+ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)  # ids 0, 1, 2 in this order
+BOS_TOKEN_ID, EOS_TOKEN_ID = 0, 2  # as in Qwen2: bos is <|endoftext|>, never prepended
+
+# ChatML. Content may be a string or a list of OpenAI-style parts (text parts are
+# joined; others are ignored: these models only read text).
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}"
+    "{{- message['content'] -}}"
+    "{%- elif message['content'] -%}"
+    "{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+README = """\
+# {name}
+
+Random-weight demo model made offline by mlx-gateway (workers/demo_models.py). \
+Its output is gibberish; it exists to exercise the real mlx-lm code path without downloads.
+
+- architecture: `{model_type}` ({params:,} parameters, float32, seed {seed})
+- tokenizer: byte-level BPE, {vocab} tokens, trained on workers/demo_corpus.txt
+- chat template: ChatML (`<|im_start|>role ... <|im_end|>`)
+"""
+
+
+@dataclass(frozen=True)
+class DemoModelSpec:
+    """Shape and seed of one demo model (the non-derived part of its config.json)."""
+
+    model_type: str  # an mlx_lm.models module name
+    architecture: str  # the Hugging Face class name, for config.json only
+    seed: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    intermediate_size: int
+    tie_word_embeddings: bool
+    rms_norm_eps: float
+    rope_theta: float
+
+
+# Two families with different shapes, so code that assumes one architecture,
+# tied/untied heads or a particular head_dim is caught.
+DEMO_MODELS: dict[str, DemoModelSpec] = {
+    "demo-llama-tiny": DemoModelSpec(
+        model_type="llama",
+        architecture="LlamaForCausalLM",
+        seed=1,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=256,
+        tie_word_embeddings=False,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+    ),
+    "demo-qwen2-tiny": DemoModelSpec(
+        model_type="qwen2",
+        architecture="Qwen2ForCausalLM",
+        seed=2,
+        hidden_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=192,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+    ),
+}
+
+
+@cache
+def _tokenizer_json() -> str:
+    """Train the shared byte-level BPE once per process; return its tokenizer.json text."""
+    tokenizer = Tokenizer(models.BPE())
+    # No prefix space: "hi" and " hi" stay different, as in GPT-2/Qwen tokenizers.
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()  # mlx-lm picks BPEStreamingDetokenizer on this
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=list(SPECIAL_TOKENS),
+        # All 256 byte symbols, so any UTF-8 text encodes, not only the corpus's characters.
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    text = CORPUS_PATH.read_text(encoding="utf-8")
+    tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+    if tokenizer.get_vocab_size() != VOCAB_SIZE:
+        # config.json's vocab_size depends on it; a too-small corpus would shrink it.
+        raise RuntimeError(
+            f"demo tokenizer has {tokenizer.get_vocab_size()} tokens, expected {VOCAB_SIZE}"
+        )
+    return tokenizer.to_str(pretty=True)
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """The demo tokenizer as transformers loads it from a demo model folder."""
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(_tokenizer_json()),
+        eos_token=IM_END,
+        pad_token=ENDOFTEXT,
+        bos_token=None,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def _config(spec: DemoModelSpec) -> dict:
+    """config.json for a spec: everything mlx-lm reads, plus the usual HF fields."""
+    return {
+        "architectures": [spec.architecture],
+        "model_type": spec.model_type,
+        "hidden_size": spec.hidden_size,
+        "num_hidden_layers": spec.num_hidden_layers,
+        "num_attention_heads": spec.num_attention_heads,
+        "num_key_value_heads": spec.num_key_value_heads,
+        "head_dim": spec.hidden_size // spec.num_attention_heads,
+        "intermediate_size": spec.intermediate_size,
+        "hidden_act": "silu",
+        "rms_norm_eps": spec.rms_norm_eps,
+        "rope_theta": spec.rope_theta,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": spec.tie_word_embeddings,
+        "vocab_size": VOCAB_SIZE,
+        "bos_token_id": BOS_TOKEN_ID,
+        "eos_token_id": EOS_TOKEN_ID,
+        "torch_dtype": "float32",
+        "mlx_gateway_demo": True,
+    }
+
+
+def _tokenizer_config() -> dict:
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": None,
+        "eos_token": IM_END,
+        "pad_token": ENDOFTEXT,
+        "unk_token": None,
+        "add_prefix_space": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": 2048,
+        "chat_template": CHAT_TEMPLATE,
+    }
+
+
+def _fingerprint(spec: DemoModelSpec) -> str:
+    """Identifies what a folder was made from; a folder made from anything else is rebuilt."""
+    h = hashlib.sha256()
+    h.update(json.dumps([FORMAT_VERSION, asdict(spec)], sort_keys=True).encode())
+    h.update(CORPUS_PATH.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def is_complete(model_dir: Path, name: str) -> bool:
+    """True if model_dir holds a fully written demo model made from the current spec."""
+    marker = model_dir / COMPLETE_MARKER
+    try:
+        return marker.read_text().strip() == _fingerprint(DEMO_MODELS[name])
+    except FileNotFoundError:
+        return False
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _weights(spec: DemoModelSpec) -> tuple[dict[str, mx.array], int]:
+    """Random weights of the real mlx-lm model class; the same seed gives the same weights."""
+    module = importlib.import_module(f"mlx_lm.models.{spec.model_type}")
+    args = module.ModelArgs.from_dict(_config(spec))
+    mx.random.seed(spec.seed)
+    model = module.Model(args)
+    weights = dict(tree_flatten(model.parameters()))
+    mx.eval(weights)
+    return weights, sum(w.size for w in weights.values())
+
+
+def create_model(out_dir: Path, name: str) -> Path:
+    """(Re)create demo model ``name`` as ``out_dir/name`` and return that path.
+
+    The files go into a staging folder that is renamed into place after its
+    completion marker is written, so readers never see a half-written model and
+    an interrupted run leaves nothing that looks complete.
+    """
+    spec = DEMO_MODELS[name]
+    out_dir = Path(out_dir)
+    final = out_dir / name
+    staging = out_dir / f".{name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        weights, n_params = _weights(spec)
+        mx.save_safetensors(str(staging / "model.safetensors"), weights)
+        _write_json(staging / "config.json", _config(spec))
+        generation_config = {"bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID}
+        _write_json(staging / "generation_config.json", generation_config)
+        (staging / "tokenizer.json").write_text(_tokenizer_json() + "\n", encoding="utf-8")
+        _write_json(staging / "tokenizer_config.json", _tokenizer_config())
+        special_tokens_map = {
+            "eos_token": IM_END,
+            "pad_token": ENDOFTEXT,
+            "additional_special_tokens": [IM_START, IM_END],
+        }
+        _write_json(staging / "special_tokens_map.json", special_tokens_map)
+        (staging / "README.md").write_text(
+            README.format(
+                name=name,
+                model_type=spec.model_type,
+                params=n_params,
+                seed=spec.seed,
+                vocab=VOCAB_SIZE,
+            ),
+            encoding="utf-8",
+        )
+        (staging / COMPLETE_MARKER).write_text(_fingerprint(spec) + "\n")  # last on purpose
+        if final.exists():
+            _remove_stale(final)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _remove_stale(model_dir: Path) -> None:
+    """Delete an incomplete or outdated demo folder, refusing anything that is not one."""
+    config = model_dir / "config.json"
+    if config.exists() and not json.loads(config.read_text()).get("mlx_gateway_demo"):
+        raise FileExistsError(f"{model_dir} exists and is not an mlx-gateway demo model")
+    shutil.rmtree(model_dir)
+
+
+def _ensure(out_root: Path, name: str) -> tuple[Path, bool]:
+    """Return (path, created): create ``name`` unless a complete copy is already there."""
+    path = Path(out_root) / name
+    if is_complete(path, name):
+        return path, False
+    return create_model(Path(out_root), name), True
+
+
+def ensure_demo_models(out_root: Path) -> list[Path]:
+    """Create every demo model missing or incomplete under out_root; return all their paths."""
+    return [_ensure(out_root, name)[0] for name in DEMO_MODELS]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("models"), help="default: models")
+    args = parser.parse_args()
+    for name in DEMO_MODELS:
+        start = time.perf_counter()
+        path, created = _ensure(args.out, name)
+        if created:
+            print(f"demo model {path}: created in {time.perf_counter() - start:.2f} s")
+        else:
+            print(f"demo model {path}: already present")
+
+
+if __name__ == "__main__":
+    main()
