@@ -1,0 +1,1 @@
+"""The contract between the gateway and its workers: msgspec messages and framing."""

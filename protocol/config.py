@@ -1,0 +1,110 @@
+"""The one config file format (TOML), decoded and validated by msgspec.
+
+Both the gateway and the workers' supervisors read the same file, so it lives
+beside the messages. Relative model paths are resolved against the config
+file's folder, so a config works from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+Family = Literal["llm", "vlm", "embeddings", "whisper", "flux", "kokoro"]
+
+DEFAULT_CONFIG = "configs/demo.toml"
+
+
+class ConfigError(ValueError):
+    """The config file is missing or invalid; the message says where."""
+
+
+class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Supervisors push their state (restarting, failed) here.
+    control_endpoint: str = "tcp://127.0.0.1:5700"
+    # Empty: no authentication. Otherwise `Authorization: Bearer <key>` must match one.
+    api_keys: list[str] = []
+    cors_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    request_timeout: float = 600.0
+    max_body_bytes: int = 32 * 1024 * 1024
+    heartbeat_interval: float = 0.5
+    # A connected worker silent this long is treated as hung (its loop proves liveness).
+    heartbeat_timeout: float = 30.0
+
+
+class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    family: Family
+    # A local model folder, or a Hugging Face repo id (downloaded by the worker
+    # at startup if not cached; never at request time).
+    path: str
+    endpoint: str
+    aliases: list[str] = []
+    description: str = ""
+    # True for the random-weight offline demo models: shown in /v1/models.
+    demo: bool = False
+    # In-flight requests the gateway admits for this model before answering 429.
+    max_pending: int = 256
+    # Family-specific engine options (validated by the engine at startup).
+    options: dict[str, Any] = {}
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True):
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    models: list[ModelConfig] = []
+    # The file this was read from (set by load_config, not by the file).
+    source: str = ""
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models:
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.models)
+        raise ConfigError(f"model {name!r} is not in {self.source} (known: {known})")
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The config to use: explicit path, else $MLX_GATEWAY_CONFIG, else the demo config."""
+    return Path(path or os.environ.get("MLX_GATEWAY_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate a config; $MLX_GATEWAY_PORT overrides the gateway port."""
+    file = config_path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {file}: {exc.strerror}") from exc
+    try:
+        config = msgspec.toml.decode(raw, type=Config)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"{file}: {exc}") from exc
+    config.source = str(file)
+    port = os.environ.get("MLX_GATEWAY_PORT")
+    if port:
+        config.gateway.port = int(port)
+    for model in config.models:
+        local = file.parent / model.path
+        if not Path(model.path).is_absolute() and (model.path.startswith(".") or local.exists()):
+            model.path = str(local.resolve())
+    _check_unique(config)
+    return config
+
+
+def _check_unique(config: Config) -> None:
+    seen: dict[str, str] = {}
+    for model in config.models:
+        for key in (model.name, *model.aliases):
+            if key in seen:
+                raise ConfigError(
+                    f"{config.source}: name {key!r} used by both {seen[key]!r} and {model.name!r}"
+                )
+            seen[key] = model.name
+    endpoints = [m.endpoint for m in config.models] + [config.gateway.control_endpoint]
+    if len(set(endpoints)) != len(endpoints):
+        raise ConfigError(f"{config.source}: two models (or the control socket) share an endpoint")

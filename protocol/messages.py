@@ -1,0 +1,159 @@
+"""Messages exchanged between the gateway and a worker over ZeroMQ.
+
+Every message is a tagged ``msgspec.Struct``; a socket carries the union of
+the messages one direction may send. Schema evolution follows msgspec's rules:
+new fields only with defaults, appended at the end, never a type change.
+Anything else bumps ``framing.PROTOCOL_VERSION``.
+
+Gateway -> worker: jobs (:class:`ChatJob`, :class:`CompletionJob`) and
+control (:class:`Cancel`, :class:`Ping`). Worker -> gateway: one
+:class:`Events` per engine step, carrying the new text of *every* running job
+(a message per token per job does not scale to 32 streams), and
+:class:`Pong`, the heartbeat answer that also reports state and stats.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+WorkerState = Literal["loading", "ready", "failed", "draining"]
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+class ChatMessage(msgspec.Struct, omit_defaults=True):
+    """One message of a chat transcript, already validated by the gateway."""
+
+    role: str
+    content: str | None = None
+    name: str | None = None
+
+
+class SamplingParams(msgspec.Struct, omit_defaults=True):
+    """How to sample; ``max_tokens=None`` lets the worker fill the context."""
+
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = []
+
+
+# --- gateway -> worker -------------------------------------------------------
+
+
+class ChatJob(msgspec.Struct, tag="chat"):
+    """Generate the assistant turn for ``messages`` with the model's chat template."""
+
+    id: str
+    messages: list[ChatMessage]
+    params: SamplingParams
+
+
+class CompletionJob(msgspec.Struct, tag="completion"):
+    """Continue raw ``prompt`` text (or token ids) without any template."""
+
+    id: str
+    prompt: str | list[int]
+    params: SamplingParams
+
+
+class Cancel(msgspec.Struct, tag="cancel"):
+    """Stop a job and free its slot (client went away, timeout)."""
+
+    id: str
+
+
+class Ping(msgspec.Struct, tag="ping"):
+    """Heartbeat request; answered by :class:`Pong` from the generation loop."""
+
+    seq: int
+
+
+Job = ChatJob | CompletionJob
+ToWorker = ChatJob | CompletionJob | Cancel | Ping
+
+
+# --- worker -> gateway -------------------------------------------------------
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Delta(msgspec.Struct, array_like=True):
+    """New text of one job since the previous step (hot path: array-encoded)."""
+
+    id: str
+    text: str
+    tokens: int
+
+
+class Finished(msgspec.Struct):
+    """A job ended normally; ``text`` is any tail not sent in a delta yet."""
+
+    id: str
+    finish_reason: FinishReason
+    usage: Usage
+    text: str = ""
+
+
+class JobFailed(msgspec.Struct):
+    """A job ended with an error the client should see (HTTP-like ``status``)."""
+
+    id: str
+    status: int
+    code: str
+    message: str
+
+
+class Events(msgspec.Struct, tag="events", omit_defaults=True):
+    """Everything that happened to every job during one engine step."""
+
+    deltas: list[Delta] = []
+    finished: list[Finished] = []
+    failed: list[JobFailed] = []
+
+
+class WorkerStats(msgspec.Struct):
+    active: int = 0
+    queued: int = 0
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    requests_finished: int = 0
+
+
+class Pong(msgspec.Struct, tag="pong"):
+    """Heartbeat answer. ``instance`` changes when the process is replaced;
+    ``steps`` counts generation-loop iterations so a live process with a dead
+    loop is visible."""
+
+    seq: int
+    instance: str
+    pid: int
+    model: str
+    family: str
+    state: WorkerState
+    steps: int
+    stats: WorkerStats
+    error: str | None = None
+
+
+FromWorker = Events | Pong
+
+
+# --- supervisor -> gateway ---------------------------------------------------
+
+SupervisorState = Literal["starting", "running", "restarting", "failed", "stopped"]
+
+
+class SupervisorStatus(msgspec.Struct, tag="supervisor"):
+    """What a worker's supervisor knows: whether its process runs, restarts."""
+
+    model: str
+    state: SupervisorState
+    pid: int | None
+    restarts: int
+    message: str = ""
