@@ -1,0 +1,15 @@
+"""One engine per model family; ``build_engine`` picks it from the config."""
+
+from __future__ import annotations
+
+from protocol.config import ModelConfig
+from workers.engine import Engine
+
+
+def build_engine(model: ModelConfig) -> Engine:
+    """The engine for ``model.family``; engines import their libraries lazily."""
+    if model.family == "llm":
+        from workers.engines.llm import LLMEngine
+
+        return LLMEngine(model)
+    raise NotImplementedError(f"no engine for family {model.family!r} yet (model {model.name!r})")

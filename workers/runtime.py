@@ -1,0 +1,197 @@
+"""The worker runtime: one model process's socket loop around its engine.
+
+Single-threaded and synchronous on purpose: the loop alternates between
+draining the ROUTER socket (jobs, cancels, pings) and one engine step, so the
+heartbeat answer is proof that the generation loop itself is alive. The only
+other thread loads the model at startup, so pings are answered (state
+``loading``) while weights are read.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import structlog
+import zmq
+
+from protocol.config import ModelConfig
+from protocol.framing import FrameError, gateway_codec, worker_codec
+from protocol.messages import (
+    Cancel,
+    ChatJob,
+    CompletionJob,
+    Events,
+    JobFailed,
+    Ping,
+    Pong,
+    WorkerState,
+    WorkerStats,
+)
+from workers.engine import Engine, JobError
+
+log = structlog.get_logger()
+
+IDLE_POLL_MS = 100
+
+
+class WorkerRuntime:
+    def __init__(
+        self,
+        model: ModelConfig,
+        engine_factory: Callable[[], Engine],
+        *,
+        step_budget_s: float = 0.02,
+    ) -> None:
+        self.model = model
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._step_budget_s = step_budget_s
+        self.state: WorkerState = "loading"
+        self.error: str | None = None
+        self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._steps = 0
+        self._owners: dict[str, bytes] = {}  # job id -> gateway socket identity
+        self._decoder = worker_codec()
+        self._encoder = gateway_codec()
+        self._stop = threading.Event()
+
+    # --- startup ------------------------------------------------------------
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            engine = self._engine_factory()
+            engine.load()
+        except BaseException as exc:  # noqa: BLE001 - any failure is reported, not raised
+            self.error = f"model {self.model.name!r} failed to load: {type(exc).__name__}: {exc}"
+            self.state = "failed"
+            log.error("load failed", model=self.model.name, error=self.error)
+            return
+        self._engine = engine
+        self.state = "ready"
+        log.info("ready", model=self.model.name, seconds=round(time.perf_counter() - started, 2))
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    # --- main loop ----------------------------------------------------------
+
+    def run(self) -> None:
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(self.model.endpoint)
+        log.info("listening", model=self.model.name, endpoint=self.model.endpoint)
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        try:
+            while not self._stop.is_set():
+                busy = self._engine is not None and self._engine.has_work()
+                if sock.poll(0 if busy else IDLE_POLL_MS, zmq.POLLIN):
+                    self._drain(sock)
+                if self._engine is not None and self._engine.has_work():
+                    self._step(sock)
+                self._steps += 1
+        finally:
+            sock.close(linger=0)
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                identity, frame = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            except ValueError:  # not two frames
+                log.error("dropped frame with bad envelope")
+                continue
+            try:
+                message = self._decoder.decode(frame)
+            except FrameError as exc:
+                log.error("dropped bad frame", error=str(exc))
+                continue
+            match message:
+                case Ping(seq=seq):
+                    self._send(sock, identity, self._pong(seq))
+                case ChatJob() | CompletionJob():
+                    self._submit(sock, identity, message)
+                case Cancel(id=job_id):
+                    if self._engine is not None and self._engine.cancel(job_id):
+                        self._owners.pop(job_id, None)
+                        log.info("cancelled", job=job_id)
+
+    def _submit(self, sock: zmq.Socket, identity: bytes, job: ChatJob | CompletionJob) -> None:
+        engine = self._engine
+        if engine is None:
+            status, code = (503, "model_not_ready")
+            message = self.error or f"model {self.model.name!r} is still loading"
+            self._fail(sock, identity, JobFailed(job.id, status, code, message))
+            return
+        try:
+            engine.submit(job)
+        except JobError as exc:
+            self._fail(sock, identity, JobFailed(job.id, exc.status, exc.code, str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - a bad job must not kill the worker
+            log.exception("submit failed", job=job.id)
+            self._fail(sock, identity, JobFailed(job.id, 500, "internal_error", repr(exc)))
+            return
+        self._owners[job.id] = identity
+
+    def _step(self, sock: zmq.Socket) -> None:
+        assert self._engine is not None
+        try:
+            events = self._engine.step(self._step_budget_s)
+        except Exception as exc:  # noqa: BLE001 - fail the jobs, keep serving
+            log.exception("engine step failed; failing all running jobs")
+            failed = [
+                JobFailed(job_id, 500, "engine_error", f"the engine failed: {exc!r}")
+                for job_id in self._owners
+            ]
+            self._engine.reset()
+            events = Events(failed=failed)
+        by_owner: dict[bytes, Events] = {}
+        for delta in events.deltas:
+            self._events_for(by_owner, delta.id).deltas.append(delta)
+        for done in events.finished:
+            self._events_for(by_owner, done.id).finished.append(done)
+            self._owners.pop(done.id, None)
+        for failed_job in events.failed:
+            self._events_for(by_owner, failed_job.id).failed.append(failed_job)
+            self._owners.pop(failed_job.id, None)
+        for identity, batch in by_owner.items():
+            self._send(sock, identity, batch)
+
+    def _events_for(self, by_owner: dict[bytes, Events], job_id: str) -> Events:
+        identity = self._owners.get(job_id, b"")
+        if identity not in by_owner:
+            by_owner[identity] = Events(deltas=[], finished=[], failed=[])
+        return by_owner[identity]
+
+    # --- replies ------------------------------------------------------------
+
+    def _pong(self, seq: int) -> Pong:
+        stats = self._engine.stats() if self._engine is not None else WorkerStats()
+        return Pong(
+            seq=seq,
+            instance=self.instance,
+            pid=os.getpid(),
+            model=self.model.name,
+            family=self.model.family,
+            state=self.state,
+            steps=self._steps,
+            stats=stats,
+            error=self.error,
+        )
+
+    def _fail(self, sock: zmq.Socket, identity: bytes, failure: JobFailed) -> None:
+        self._send(sock, identity, Events(failed=[failure]))
+
+    def _send(self, sock: zmq.Socket, identity: bytes, message: Events | Pong) -> None:
+        if identity:
+            sock.send_multipart([identity, self._encoder.encode(message)], copy=False)

@@ -1,0 +1,171 @@
+"""A worker's Procfile entry: keep one model process alive.
+
+``python -m workers.supervisor --model NAME`` starts ``workers.serve`` for
+that model and restarts it with exponential backoff whenever it exits. It
+never exits because its model process died: honcho stops *every* entry when
+one exits, so supervision has to live here, not in honcho. It pushes its
+state (starting, running, restarting, failed) to the gateway's control socket
+and logs every transition. SIGTERM/SIGINT stop the model process, then it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import setproctitle
+import structlog
+import zmq
+
+from protocol.config import ModelConfig, load_config
+from protocol.framing import supervisor_codec
+from protocol.logs import configure_logging
+from protocol.messages import SupervisorState, SupervisorStatus
+from workers.blas import openblas_path
+
+log = structlog.get_logger()
+
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 30.0
+# A process that ran this long before dying resets the backoff.
+HEALTHY_RUN_S = 60.0
+# This many quick deaths in a row: report "failed" (and keep retrying slowly).
+FAILED_AFTER = 5
+STATUS_EVERY_S = 2.0
+
+
+def child_env(model: ModelConfig) -> dict[str, str]:
+    """The model process's environment: OpenBLAS preloaded, BLAS threads capped.
+
+    Several model processes share few cores; without a cap each OpenBLAS pool
+    spawns a thread per core and they fight.
+    """
+    env = dict(os.environ)
+    path = openblas_path()
+    if path and sys.platform.startswith("linux"):
+        env["LD_PRELOAD"] = ":".join(p for p in (path, env.get("LD_PRELOAD", "")) if p)
+    threads = str(model.options.get("blas_threads", 1))
+    env.setdefault("OPENBLAS_NUM_THREADS", threads)
+    env.setdefault("OMP_NUM_THREADS", threads)
+    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    return env
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL the model process if its supervisor dies (even by SIGKILL),
+    so an orphan never keeps the model's endpoint bound."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class Supervisor:
+    def __init__(self, model: ModelConfig, config_file: str, control_endpoint: str) -> None:
+        self.model = model
+        self.config_file = config_file
+        self.state: SupervisorState = "starting"
+        self.restarts = 0
+        self.message = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self._codec = supervisor_codec()
+        self._ctx = zmq.Context.instance()
+        self._push = self._ctx.socket(zmq.PUSH)
+        # Status is advisory: never block or pile up when the gateway is away.
+        self._push.setsockopt(zmq.SNDHWM, 4)
+        self._push.setsockopt(zmq.LINGER, 0)
+        self._push.setsockopt(zmq.IMMEDIATE, 1)
+        self._push.connect(control_endpoint)
+        self._last_status = 0.0
+
+    def _report(self, state: SupervisorState, message: str = "") -> None:
+        if state != self.state or message != self.message:
+            log.info("state", model=self.model.name, state=state, message=message or None)
+        self.state, self.message = state, message
+        self._send_status()
+
+    def _send_status(self) -> None:
+        pid = self.process.pid if self.process and self.process.poll() is None else None
+        status = SupervisorStatus(self.model.name, self.state, pid, self.restarts, self.message)
+        with contextlib.suppress(zmq.Again):
+            self._push.send(self._codec.encode(status), zmq.NOBLOCK)
+        self._last_status = time.monotonic()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "workers.serve", "--config", self.config_file]
+        cmd += ["--model", self.model.name]
+        return subprocess.Popen(cmd, env=child_env(self.model), preexec_fn=_die_with_parent)
+
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        quick_deaths = 0
+        backoff = BACKOFF_START_S
+        while not self._stopping:
+            self.process = self._spawn()
+            started = time.monotonic()
+            self._report("running", f"pid {self.process.pid}")
+            while not self._stopping and self.process.poll() is None:
+                time.sleep(0.05)
+                if time.monotonic() - self._last_status > STATUS_EVERY_S:
+                    self._send_status()
+            if self._stopping:
+                break
+            code = self.process.returncode
+            ran = time.monotonic() - started
+            how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            if ran >= HEALTHY_RUN_S:
+                quick_deaths, backoff = 0, BACKOFF_START_S
+            quick_deaths += 1
+            self.restarts += 1
+            state: SupervisorState = "failed" if quick_deaths >= FAILED_AFTER else "restarting"
+            self._report(state, f"model process {how} after {ran:.1f}s; retry in {backoff:.1f}s")
+            self._sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+        self._terminate()
+        self._report("stopped")
+        return 0
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < end:
+            time.sleep(0.05)
+            if time.monotonic() - self._last_status > STATUS_EVERY_S:
+                self._send_status()
+
+    def _terminate(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, help="model name from the config")
+    parser.add_argument("--config", default=None, help="config file (default $MLX_GATEWAY_CONFIG)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    model = config.model(args.model)
+    setproctitle.setproctitle(f"mlx-gateway supervisor {model.name}")
+    configure_logging(f"supervisor:{model.name}")
+    supervisor = Supervisor(model, config.source, config.gateway.control_endpoint)
+    sys.exit(supervisor.run())
+
+
+if __name__ == "__main__":
+    main()

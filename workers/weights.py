@@ -1,0 +1,21 @@
+"""Where a model's weights come from: a local folder, or a hub id fetched at startup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from protocol.config import ModelConfig
+
+
+def local_or_hub(model: ModelConfig) -> str:
+    """The path to pass to a loader; a missing *local* path fails here, clearly,
+    instead of being mistaken for a hub id and downloaded."""
+    path = model.path
+    looks_local = path.startswith(("/", ".", "~")) or Path(path).exists()
+    if looks_local:
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            hint = " (create the demo models with `make setup`)" if model.demo else ""
+            raise FileNotFoundError(f"model folder {folder} does not exist{hint}")
+        return str(folder)
+    return path
