@@ -1,0 +1,36 @@
+"""``python -m gateway [--config FILE] [--port N]``: serve the OpenAI API."""
+
+from __future__ import annotations
+
+import argparse
+
+import setproctitle
+import uvicorn
+
+from gateway.app import create_app
+from protocol.config import load_config
+from protocol.logs import configure_logging
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", default=None, help="config file (default $MLX_GATEWAY_CONFIG)")
+    parser.add_argument("--host", default=None)
+    parser.add_argument("--port", type=int, default=None, help="default $MLX_GATEWAY_PORT or 8000")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    host = args.host or config.gateway.host
+    port = args.port or config.gateway.port
+    setproctitle.setproctitle(f"mlx-gateway gateway {host}:{port}")
+    configure_logging("gateway")
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()

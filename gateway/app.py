@@ -1,0 +1,62 @@
+"""The Starlette application: routes, middleware and the worker registry's lifetime."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
+
+from gateway.chat import chat_completions
+from gateway.completions import completions
+from gateway.errors import EXCEPTION_HANDLERS
+from gateway.health import health
+from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware
+from gateway.models import get_model, list_models
+from gateway.registry import Registry
+from protocol.config import Config
+
+
+def create_app(config: Config) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        registry = Registry(config)
+        app.state.registry = registry
+        await registry.start()
+        try:
+            yield
+        finally:
+            await registry.close()
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    settings = config.gateway
+    middleware = [
+        Middleware(RequestIDMiddleware),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        ),
+        Middleware(APIKeyMiddleware, keys=settings.api_keys),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.started = int(time.time())
+    return app

@@ -1,0 +1,54 @@
+"""Reading a request body: size limit (413), JSON and schema validation (400)."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import msgspec
+from starlette.requests import Request
+
+from gateway.errors import APIError
+
+T = TypeVar("T")
+
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def decode_json(request: Request, schema: type[T]) -> T:
+    """Decode and validate a JSON body; errors name the offending field."""
+    body = await read_limited(request, request.app.state.config.gateway.max_body_bytes)
+    if not body:
+        raise APIError(400, "the request body is empty; expected a JSON object")
+    try:
+        return msgspec.json.decode(body, type=schema)
+    except msgspec.ValidationError as exc:
+        match = _PATH.search(str(exc))
+        param = match.group(1) if match and match.group(1) else None
+        if param is None and "missing required field" in str(exc):
+            param = str(exc).rsplit("`", 2)[-2] if "`" in str(exc) else None
+        raise APIError(400, f"invalid request: {exc}", param=param) from exc
+    except msgspec.DecodeError as exc:
+        raise APIError(400, f"the request body is not valid JSON: {exc}") from exc
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(
+        413,
+        f"the request body is larger than the limit of {limit} bytes",
+        code="request_too_large",
+    )

@@ -1,0 +1,61 @@
+"""ASGI middleware: request ids and API keys."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import APIError
+
+
+class RequestIDMiddleware:
+    """Accept ``X-Request-ID`` (or generate one) and echo it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class APIKeyMiddleware:
+    """When keys are configured, /v1/* needs ``Authorization: Bearer <key>``."""
+
+    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and self.keys
+            and scope["path"].startswith("/v1/")
+            and scope["method"] != "OPTIONS"  # CORS preflights carry no credentials
+        ):
+            auth = Headers(scope=scope).get("authorization", "")
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not any(
+                secrets.compare_digest(token.strip().encode(), k) for k in self.keys
+            ):
+                response = APIError(
+                    401,
+                    "Incorrect API key provided. Send 'Authorization: Bearer <key>'.",
+                    code="invalid_api_key",
+                ).response()
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

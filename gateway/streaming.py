@@ -1,0 +1,79 @@
+"""Turning a worker's job events into response text, streamed or collected.
+
+Shared by chat and text completions: the job's events become ``(text,
+finished)`` pieces, a failure or timeout becomes an :class:`APIError`, and
+leaving early (client gone) cancels the job in the worker, freeing its slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+from starlette.responses import StreamingResponse
+
+from gateway.errors import APIError
+from gateway.worker_client import JobStream
+from protocol.messages import Delta, Finished, JobFailed
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+async def pieces(
+    stream: JobStream, time_limit: float
+) -> AsyncIterator[tuple[str, Finished | None]]:
+    """Yield the job's text as it arrives; the last piece carries its Finished."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + time_limit
+    try:
+        while True:
+            try:
+                batch = await stream.next_batch(max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise APIError(
+                    504, f"the request did not finish within {time_limit:.0f}s", code="timeout"
+                ) from None
+            end = batch[-1]
+            if isinstance(end, JobFailed):
+                raise APIError(end.status, end.message, code=end.code)
+            text = "".join(e.text for e in batch if isinstance(e, Delta | Finished))
+            finished = end if isinstance(end, Finished) else None
+            yield text, finished
+            if finished is not None:
+                return
+    finally:
+        stream.close()
+
+
+async def collect(stream: JobStream, time_limit: float) -> tuple[str, Finished]:
+    parts: list[str] = []
+    async for text, finished in pieces(stream, time_limit):
+        parts.append(text)
+        if finished is not None:
+            return "".join(parts), finished
+    raise AssertionError("pieces() ends with a Finished or raises")
+
+
+def sse(data: msgspec.Struct) -> bytes:
+    return b"data: " + msgspec.json.encode(data) + b"\n\n"
+
+
+def sse_response(events: AsyncIterator[bytes]) -> StreamingResponse:
+    """An SSE response; an error after the headers went out becomes an error event.
+
+    OpenAI's SDKs raise on a ``data:`` line holding ``{"error": ...}``.
+    """
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for event in events:
+                yield event
+        except APIError as exc:
+            yield sse(exc.body())
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,275 @@
+"""The gateway's connection to one model process.
+
+A DEALER socket connected to the worker's ROUTER endpoint carries jobs out
+and :class:`~protocol.messages.Events` back; one receive task routes each
+event to the waiting request. Liveness comes from three signals:
+
+- the socket monitor: a killed worker's connection drops at once, and every
+  request it held ends with a 503 immediately, never a hang;
+- the heartbeat: a :class:`Ping` every ``heartbeat_interval``; the Pong says
+  loading/ready/failed (with the cause) and carries an ``instance`` id, so a
+  replaced process is noticed even if no disconnect was seen;
+- the supervisor's status (restarting, failed), pushed to the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Iterator
+
+import structlog
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from gateway.errors import APIError
+from protocol.config import GatewaySettings, ModelConfig
+from protocol.framing import FrameError, gateway_codec, worker_codec
+from protocol.messages import (
+    Cancel,
+    Delta,
+    Events,
+    Finished,
+    Job,
+    JobFailed,
+    Ping,
+    Pong,
+    SupervisorStatus,
+)
+
+log = structlog.get_logger()
+
+JobEvent = Delta | Finished | JobFailed
+
+
+class JobStream:
+    """What one request receives from its worker, in order."""
+
+    def __init__(self, client: WorkerClient, job_id: str) -> None:
+        self.id = job_id
+        self._client = client
+        self._queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        self.done = False
+
+    def put(self, event: JobEvent) -> None:
+        self._queue.put_nowait(event)
+
+    async def next_batch(self, wait_s: float | None) -> list[JobEvent]:
+        """Wait for at least one event, then take everything already queued.
+
+        Taking all that is queued lets a slow reader send several tokens in
+        one SSE chunk instead of falling behind one chunk per token.
+        """
+        first = await asyncio.wait_for(self._queue.get(), wait_s)
+        batch = [first]
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        if isinstance(batch[-1], Finished | JobFailed):
+            self.done = True
+        return batch
+
+    def close(self) -> None:
+        """Release the job; cancels it in the worker if it is still running."""
+        self._client.release(self, cancel=not self.done)
+
+
+class WorkerClient:
+    def __init__(
+        self, model: ModelConfig, settings: GatewaySettings, ctx: zmq.asyncio.Context
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self._ctx = ctx
+        self._encoder = worker_codec()
+        self._decoder = gateway_codec()
+        self._jobs: dict[str, JobStream] = {}
+        self._ids = itertools.count()
+        self._seq = itertools.count()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connected = False
+        self.pong: Pong | None = None
+        self.last_pong = 0.0
+        self.supervisor: SupervisorStatus | None = None
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        # Queue nothing for a worker that is not connected: a job sent while
+        # it restarts must fail now, not run on the next process.
+        self._sock.setsockopt(zmq.IMMEDIATE, 1)
+        self._sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self._monitor = self._sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+        )
+        self._sock.connect(self.model.endpoint)
+        for coro in (self._receive(), self._watch_connection(), self._heartbeat()):
+            self._tasks.append(asyncio.create_task(coro))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fail_all(503, "gateway_shutdown", "the gateway is shutting down")
+        self._sock.disable_monitor()
+        self._monitor.close(linger=0)
+        self._sock.close(linger=0)
+
+    # --- state --------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """ready | loading | failed | restarting | unresponsive | down."""
+        if self.connected and self.pong is not None:
+            if time.monotonic() - self.last_pong > self.settings.heartbeat_timeout:
+                return "unresponsive"
+            return self.pong.state
+        if self.connected:
+            return "loading"
+        if self.supervisor is not None and self.supervisor.state in ("restarting", "failed"):
+            return self.supervisor.state
+        return "down"
+
+    def unavailable_reason(self) -> str:
+        name, state = self.model.name, self.state
+        if self.pong is not None and self.pong.error and state == "failed":
+            return f"model {name!r} is unavailable: {self.pong.error}"
+        if self.supervisor is not None and state in ("restarting", "failed"):
+            detail = f": {self.supervisor.message}" if self.supervisor.message else ""
+            return f"model {name!r} is {state}{detail}"
+        if state == "down":
+            return f"model {name!r} is unavailable: its worker is not running"
+        return f"model {name!r} is {state}"
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._jobs)
+
+    # --- jobs ---------------------------------------------------------------
+
+    def new_job_id(self) -> str:
+        return f"{self.model.name}-{next(self._ids)}"
+
+    def submit(self, job: Job) -> JobStream:
+        """Send a job; raise 503 if the worker cannot take it, 429 if full."""
+        if self.state != "ready":
+            raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+        if len(self._jobs) >= self.model.max_pending:
+            raise APIError(
+                429,
+                f"model {self.model.name!r} has {len(self._jobs)} requests in flight "
+                f"(limit {self.model.max_pending}); retry shortly",
+                code="queue_full",
+                headers={"Retry-After": "1"},
+            )
+        stream = JobStream(self, job.id)
+        self._jobs[job.id] = stream
+        if not self._send_now(self._encoder.encode(job)):
+            del self._jobs[job.id]
+            raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+        return stream
+
+    def release(self, stream: JobStream, *, cancel: bool) -> None:
+        if self._jobs.pop(stream.id, None) is not None and cancel:
+            self._send_now(self._encoder.encode(Cancel(stream.id)))
+
+    def _send_now(self, frame: bytes) -> bool:
+        """Send without waiting; False if the worker cannot take it (not connected).
+
+        A NOBLOCK send on a zmq.asyncio socket completes its future at once.
+        It must go through that socket, not a sync shadow of it: a send can
+        consume the edge-triggered readiness of the socket's fd, and only the
+        asyncio socket knows to re-check for its waiting receive.
+        """
+        sent = self._sock.send(frame, zmq.NOBLOCK)
+        return sent.done() and sent.exception() is None
+
+    def _fail_all(self, status: int, code: str, message: str) -> None:
+        jobs, self._jobs = self._jobs, {}
+        for stream in jobs.values():
+            stream.put(JobFailed(stream.id, status, code, message))
+        if jobs:
+            log.warning("failed in-flight requests", model=self.model.name, count=len(jobs))
+
+    # --- background tasks ---------------------------------------------------
+
+    async def _receive(self) -> None:
+        while True:
+            frame = await self._sock.recv()
+            try:
+                message = self._decoder.decode(frame)
+            except FrameError as exc:
+                log.error("dropped bad frame", model=self.model.name, error=str(exc))
+                continue
+            match message:
+                case Events():
+                    self._dispatch(message)
+                case Pong():
+                    self._on_pong(message)
+
+    def _dispatch(self, events: Events) -> None:
+        jobs = self._jobs
+        for delta in events.deltas:
+            if (stream := jobs.get(delta.id)) is not None:
+                stream.put(delta)
+        for end in _ends(events):
+            if (stream := jobs.pop(end.id, None)) is not None:
+                stream.put(end)
+
+    def _on_pong(self, pong: Pong) -> None:
+        if self.pong is not None and pong.instance != self.pong.instance:
+            self._worker_lost(f"its process was replaced (pid {self.pong.pid} -> {pong.pid})")
+        if self.pong is None or self.pong.state != pong.state:
+            log.info("worker state", model=self.model.name, state=pong.state, pid=pong.pid)
+        self.pong = pong
+        self.last_pong = time.monotonic()
+
+    def _worker_lost(self, why: str) -> None:
+        self._fail_all(
+            503,
+            "worker_died",
+            f"the worker for model {self.model.name!r} stopped while serving this "
+            f"request ({why}); it is being restarted",
+        )
+
+    async def _watch_connection(self) -> None:
+        while True:
+            event = parse_monitor_message(await self._monitor.recv_multipart())["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.connected = True
+                self.pong = None  # a new connection: state unknown until its pong
+                self._send_ping()
+            elif event == zmq.EVENT_DISCONNECTED:
+                was = self.connected
+                self.connected = False
+                self.pong = None
+                if was:
+                    log.warning("worker disconnected", model=self.model.name)
+                self._worker_lost("connection lost")
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._send_ping()
+            if self.state == "unresponsive" and self._jobs:
+                self._fail_all(
+                    503,
+                    "worker_unresponsive",
+                    f"the worker for model {self.model.name!r} has not answered for "
+                    f"{self.settings.heartbeat_timeout:.0f}s",
+                )
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    def _send_ping(self) -> None:
+        self._send_now(self._encoder.encode(Ping(next(self._seq))))
+
+
+def _ends(events: Events) -> Iterator[Finished | JobFailed]:
+    yield from events.finished
+    yield from events.failed
