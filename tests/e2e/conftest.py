@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.e2e.harness import Stack, free_port, write_config
+
+LLAMA, QWEN, BROKEN = "demo-llama-tiny", "demo-qwen2-tiny", "broken-model"
+
+
+@pytest.fixture(scope="session")
+def stack(
+    demo_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Two demo LLM workers plus one whose weights are missing, under honcho."""
+    tmp = tmp_path_factory.mktemp("stack")
+    config = tmp / "gateway.toml"
+    port = free_port()
+    write_config(
+        config,
+        port,
+        [
+            {
+                "name": LLAMA,
+                "family": "llm",
+                "path": str(demo_models[LLAMA]),
+                "aliases": ["demo"],
+                "demo": True,
+                # Long enough that a stream outlives the disconnect test's checks.
+                "options": {"context_length": 100_000},
+            },
+            {"name": QWEN, "family": "llm", "path": str(demo_models[QWEN]), "demo": True},
+            {"name": BROKEN, "family": "llm", "path": str(tmp / "no-such-model")},
+        ],
+    )
+    stack = Stack(config, port, tmp / "honcho.log")
+    try:
+        stack.wait_until(
+            lambda h: (
+                h["models"][LLAMA]["state"] == "ready"
+                and h["models"][QWEN]["state"] == "ready"
+                and h["models"][BROKEN]["state"] == "failed"
+            ),
+            timeout=90,
+            what="workers to start",
+        )
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def client(stack: Stack) -> openai.OpenAI:
+    # No retries: the tests check the first answer, 503s included.
+    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)

@@ -1,0 +1,118 @@
+"""A real gateway with real supervised worker processes, started as `make run`
+starts them: honcho on the Procfile generated from a config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: Path, port: int, models: list[dict[str, Any]]) -> None:
+    lines = [
+        "[gateway]",
+        f"port = {port}",
+        f'control_endpoint = "tcp://127.0.0.1:{free_port()}"',
+        "heartbeat_interval = 0.2",
+        "",
+    ]
+    for m in models:
+        lines.append("[[models]]")
+        for key, value in m.items():
+            if key == "options":
+                continue
+            lines.append(f"{key} = {_toml(value)}")
+        lines.append(f'endpoint = "tcp://127.0.0.1:{free_port()}"')
+        if "options" in m:
+            lines.append("[models.options]")
+            lines += [f"{k} = {_toml(v)}" for k, v in m["options"].items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+class Stack:
+    """honcho + gateway + supervisors + model processes, torn down together."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.config = config
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        procfile = config.with_suffix(".Procfile")
+        procfile.write_text(
+            subprocess.check_output(
+                [sys.executable, "-m", "gateway.procfile", "--config", str(config)],
+                cwd=ROOT,
+                text=True,
+            )
+        )
+        env = dict(os.environ, MLX_GATEWAY_CONFIG=str(config), MLX_GATEWAY_PORT=str(port))
+        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "--procfile", str(procfile), "--app-root", str(ROOT)]
+            + ["start"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.log = log
+
+    def health(self) -> dict[str, Any]:
+        return httpx.get(f"{self.base_url}/health", timeout=5).json()
+
+    def wait_until(self, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"honcho exited; log:\n{self.log.read_text()[-4000:]}")
+            try:
+                last = self.health()
+                if predicate(last):
+                    return last
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.1)
+        raise TimeoutError(f"{what}: last health {last}; log:\n{self.log.read_text()[-4000:]}")
+
+    def wait_state(self, model: str, state: str, timeout: float = 60) -> dict[str, Any]:
+        return self.wait_until(
+            lambda h: h["models"][model]["state"] == state, timeout, f"{model} to be {state}"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()

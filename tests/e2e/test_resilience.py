@@ -1,0 +1,118 @@
+"""Workers die, clients leave: nothing hangs, nothing else is disturbed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import openai
+import pytest
+import zmq
+
+from protocol.framing import gateway_codec, worker_codec
+from protocol.messages import Ping, Pong, WorkerStats
+from tests.e2e.conftest import LLAMA, QWEN
+from tests.e2e.harness import Stack
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def test_each_model_process_names_its_model_in_ps(stack: Stack) -> None:
+    for model in (LLAMA, QWEN):
+        pid = stack.health()["models"][model]["pid"]
+        cmdline = subprocess.check_output(["ps", "-o", "args=", "-p", str(pid)], text=True)
+        assert model in cmdline
+
+
+def test_client_disconnect_mid_stream_frees_the_batch_slot(
+    client: openai.OpenAI, stack: Stack
+) -> None:
+    stream = client.chat.completions.create(
+        model=LLAMA, messages=HI, max_tokens=50_000, stream=True
+    )
+    received = 0
+    for chunk in stream:
+        received += bool(chunk.choices and chunk.choices[0].delta.content)
+        if received >= 2:
+            break
+    # /health shows the worker's last heartbeat, at most one interval old.
+    stack.wait_until(lambda h: h["models"][LLAMA]["active"] == 1, 2, "the stream to be active")
+    stream.close()  # the client goes away with ~50k tokens still to generate
+    stack.wait_until(
+        lambda h: h["models"][LLAMA]["active"] == 0 and h["models"][LLAMA]["in_flight"] == 0,
+        timeout=5,
+        what="the cancelled sequence to leave the batch",
+    )
+
+
+def test_bad_frames_are_dropped_and_the_worker_keeps_serving(stack: Stack) -> None:
+    endpoint = _endpoint(stack, QWEN)
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    try:
+        wrong_direction = Pong(0, "x", 1, "m", "llm", "ready", 0, WorkerStats())
+        for junk in (b"", b"\x07garbage", b"\x01\xc1", worker_codec().encode(wrong_direction)):
+            sock.send(junk)
+        sock.send(worker_codec().encode(Ping(seq=41)))
+        assert sock.poll(5000)
+        pong = gateway_codec().decode(sock.recv())
+        assert isinstance(pong, Pong) and pong.seq == 41 and pong.state == "ready"
+    finally:
+        sock.close()
+
+
+def test_killed_worker_is_503_at_once_others_keep_serving_and_it_comes_back(
+    client: openai.OpenAI, stack: Stack
+) -> None:
+    before = stack.health()["models"][LLAMA]
+    # A long stream in flight when the worker dies must end with an error, not hang.
+    outcome: dict[str, BaseException | None] = {}
+
+    def stream_until_error() -> None:
+        try:
+            for _ in client.chat.completions.create(
+                model=LLAMA, messages=HI, max_tokens=50_000, stream=True
+            ):
+                pass
+            outcome["error"] = None
+        except BaseException as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=stream_until_error)
+    reader.start()
+    stack.wait_until(lambda h: h["models"][LLAMA]["active"] == 1, 5, "stream to start")
+
+    os.kill(before["pid"], signal.SIGKILL)
+    killed_at = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as err:
+        while True:  # the first request after the kill may race the disconnect event
+            client.chat.completions.create(model=LLAMA, messages=HI, max_tokens=2)
+            assert time.monotonic() - killed_at < 1.0, "still answering 1 s after kill -9"
+    assert err.value.status_code == 503
+    assert time.monotonic() - killed_at < 1.0
+    assert LLAMA in err.value.message
+
+    reader.join(timeout=5)
+    assert not reader.is_alive(), "the in-flight stream hung"
+    assert isinstance(outcome["error"], openai.APIError)
+
+    # The other model is untouched.
+    other = client.chat.completions.create(model=QWEN, messages=HI, max_tokens=4)
+    assert other.choices[0].finish_reason in ("stop", "length")
+
+    after = stack.wait_state(LLAMA, "ready", timeout=60)["models"][LLAMA]
+    assert after["pid"] != before["pid"]
+    assert after["restarts"] >= 1
+    reply = client.chat.completions.create(model=LLAMA, messages=HI, max_tokens=4)
+    assert reply.usage.completion_tokens >= 1
+
+
+def _endpoint(stack: Stack, model: str) -> str:
+    from protocol.config import load_config
+
+    return load_config(stack.config).model(model).endpoint
