@@ -9,6 +9,7 @@ import pytest
 from tests.e2e.harness import Stack, free_port, write_config
 
 LLAMA, QWEN, BROKEN = "demo-llama-tiny", "demo-qwen2-tiny", "broken-model"
+QWEN_MAX_PENDING = 3
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,13 @@ def stack(
                 # Long enough that a stream outlives the disconnect test's checks.
                 "options": {"context_length": 100_000},
             },
-            {"name": QWEN, "family": "llm", "path": str(demo_models[QWEN]), "demo": True},
+            {
+                "name": QWEN,
+                "family": "llm",
+                "path": str(demo_models[QWEN]),
+                "demo": True,
+                "max_pending": QWEN_MAX_PENDING,
+            },
             {"name": BROKEN, "family": "llm", "path": str(tmp / "no-such-model")},
         ],
     )

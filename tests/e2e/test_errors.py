@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import BROKEN, LLAMA
+from tests.e2e.conftest import BROKEN, LLAMA, QWEN, QWEN_MAX_PENDING
 from tests.e2e.harness import Stack
 
 
@@ -83,3 +83,23 @@ def test_cors_preflight_is_answered(stack: Stack) -> None:
     )
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] in ("*", "http://localhost:3000")
+
+
+def test_full_queue_is_429_with_retry_after(client: openai.OpenAI) -> None:
+    streams = [
+        client.chat.completions.create(
+            model=QWEN, messages=[{"role": "user", "content": "hi"}], max_tokens=1000, stream=True
+        )
+        for _ in range(QWEN_MAX_PENDING)
+    ]
+    try:
+        with pytest.raises(openai.RateLimitError) as err:
+            client.chat.completions.create(
+                model=QWEN, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+            )
+        assert err.value.status_code == 429
+        assert err.value.code == "queue_full"
+        assert err.value.response.headers["retry-after"] == "1"
+    finally:
+        for stream in streams:
+            stream.close()

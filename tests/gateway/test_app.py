@@ -1,0 +1,71 @@
+"""Gateway behaviour that needs no worker: auth, limits, envelopes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from protocol.config import Config, GatewaySettings, ModelConfig
+from tests.e2e.harness import free_port
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    settings = GatewaySettings(
+        control_endpoint=f"tcp://127.0.0.1:{free_port()}",
+        api_keys=["sk-good"],
+        max_body_bytes=1024,
+        cors_origins=["http://app.example"],
+    )
+    # A model whose worker never runs: it must answer 503, not hang.
+    model = ModelConfig("m", "llm", "/nowhere", f"tcp://127.0.0.1:{free_port()}")
+    with TestClient(create_app(Config(settings, [model]))) as client:
+        yield client
+
+
+def test_missing_or_wrong_key_is_401(client: TestClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer sk-bad"}, {"Authorization": "sk-good"}):
+        r = client.post("/v1/chat/completions", json=CHAT, headers=headers)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_health_needs_no_key(client: TestClient) -> None:
+    assert client.get("/health").status_code == 200
+
+
+def test_body_over_the_limit_is_413(client: TestClient) -> None:
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 2000}]}
+    r = client.post("/v1/chat/completions", json=big, headers={"Authorization": "Bearer sk-good"})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "request_too_large"
+
+
+def test_model_without_a_running_worker_is_503_naming_it(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer sk-good"})
+    assert r.status_code == 503
+    error = r.json()["error"]
+    assert error["code"] == "model_not_ready"
+    assert "'m'" in error["message"] and "not running" in error["message"]
+
+
+def test_cors_allows_only_configured_origins(client: TestClient) -> None:
+    def preflight(origin: str) -> int:
+        return client.options(
+            "/v1/chat/completions",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        ).status_code
+
+    assert preflight("http://app.example") == 200
+    assert preflight("http://evil.example") == 400
+
+
+def test_method_not_allowed_is_an_envelope(client: TestClient) -> None:
+    r = client.get("/v1/chat/completions", headers={"Authorization": "Bearer sk-good"})
+    assert r.status_code == 405
+    assert r.json()["error"]["type"] == "invalid_request_error"

@@ -1,0 +1,71 @@
+"""The config file: validated by msgspec, paths resolved, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from protocol.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_config_loads_with_paths_relative_to_the_file() -> None:
+    config = load_config(ROOT / "configs/demo.toml")
+    assert [m.name for m in config.models] == ["demo-llama-tiny", "demo-qwen2-tiny"]
+    assert all(m.demo and m.family == "llm" for m in config.models)
+    assert config.models[0].path == str(ROOT / "models/demo-llama-tiny")
+
+
+def test_apple_silicon_config_keeps_hub_ids() -> None:
+    config = load_config(ROOT / "configs/apple-silicon.toml")
+    assert config.models[0].path.startswith("mlx-community/")
+    assert not any(m.demo for m in config.models)
+
+
+def test_port_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLX_GATEWAY_PORT", "9123")
+    assert load_config(ROOT / "configs/demo.toml").gateway.port == 9123
+
+
+def test_config_file_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "c.toml").write_text("[gateway]\nport = 1234\n")
+    monkeypatch.setenv("MLX_GATEWAY_CONFIG", str(tmp_path / "c.toml"))
+    monkeypatch.delenv("MLX_GATEWAY_PORT", raising=False)
+    assert load_config().gateway.port == 1234
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[gateway]\nprot = 1\n", "unknown field `prot`"),
+        ('[[models]]\nname = "a"\nfamily = "gpt"\npath = "x"\nendpoint = "tcp://h:1"\n', "family"),
+        ('[[models]]\nname = "a"\nfamily = "llm"\npath = "x"\n', "endpoint"),
+        (
+            '[[models]]\nname = "a"\nfamily = "llm"\npath = "x"\nendpoint = "tcp://h:1"\n'
+            '[[models]]\nname = "b"\naliases = ["a"]\nfamily = "llm"\npath = "x"\n'
+            'endpoint = "tcp://h:2"\n',
+            "'a' used by both",
+        ),
+        (
+            '[[models]]\nname = "a"\nfamily = "llm"\npath = "x"\nendpoint = "tcp://h:1"\n'
+            '[[models]]\nname = "b"\nfamily = "llm"\npath = "x"\nendpoint = "tcp://h:1"\n',
+            "share an endpoint",
+        ),
+    ],
+)
+def test_invalid_configs_fail_with_a_message_naming_the_problem(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.toml")

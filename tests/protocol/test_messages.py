@@ -1,0 +1,95 @@
+"""Protocol round trips and rejection of bad frames."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from protocol.framing import PROTOCOL_VERSION, FrameError, gateway_codec, worker_codec
+from protocol.messages import (
+    Cancel,
+    ChatJob,
+    ChatMessage,
+    CompletionJob,
+    Delta,
+    Events,
+    Finished,
+    JobFailed,
+    Ping,
+    Pong,
+    SamplingParams,
+    Usage,
+    WorkerStats,
+)
+
+TO_WORKER = [
+    ChatJob(
+        "j1",
+        [ChatMessage("system", "be brief"), ChatMessage("user", "hi", name="ann")],
+        SamplingParams(max_tokens=5, temperature=0.0, top_p=0.9, seed=3, stop=["\n"]),
+    ),
+    CompletionJob("j2", "Once upon", SamplingParams()),
+    CompletionJob("j3", [1, 2, 3], SamplingParams(max_tokens=1)),
+    Cancel("j1"),
+    Ping(7),
+]
+
+FROM_WORKER = [
+    Events(
+        deltas=[Delta("j1", "héllo 😀", 2)],
+        finished=[Finished("j2", "length", Usage(3, 16), text="tail")],
+        failed=[JobFailed("j3", 400, "context_length_exceeded", "too long")],
+    ),
+    Events(),
+    Pong(1, "123-abc", 123, "m", "llm", "ready", 99, WorkerStats(active=2), error=None),
+]
+
+
+@pytest.mark.parametrize("message", TO_WORKER, ids=lambda m: type(m).__name__)
+def test_gateway_to_worker_messages_round_trip(message: msgspec.Struct) -> None:
+    codec = worker_codec()
+    assert codec.decode(codec.encode(message)) == message
+
+
+@pytest.mark.parametrize("message", FROM_WORKER, ids=lambda m: type(m).__name__)
+def test_worker_to_gateway_messages_round_trip(message: msgspec.Struct) -> None:
+    codec = gateway_codec()
+    assert codec.decode(codec.encode(message)) == message
+
+
+def test_frames_carry_the_protocol_version_first() -> None:
+    assert worker_codec().encode(Ping(1))[0] == PROTOCOL_VERSION
+
+
+@pytest.mark.parametrize(
+    ("frame", "why"),
+    [
+        (b"", "empty"),
+        (
+            bytes([PROTOCOL_VERSION + 1]) + msgspec.msgpack.encode({"type": "ping", "seq": 1}),
+            "version",
+        ),
+        (bytes([PROTOCOL_VERSION]) + b"\xc1", "MessagePack data is malformed"),
+        (bytes([PROTOCOL_VERSION]) + msgspec.msgpack.encode({"type": "shutdown"}), "type"),
+        (bytes([PROTOCOL_VERSION]) + msgspec.msgpack.encode({"type": "ping", "seq": "x"}), "seq"),
+        (bytes([PROTOCOL_VERSION]) + msgspec.msgpack.encode({"type": "cancel"}), "id"),
+    ],
+)
+def test_bad_frames_raise_frame_error_naming_the_problem(frame: bytes, why: str) -> None:
+    with pytest.raises(FrameError, match=why):
+        worker_codec().decode(frame)
+
+
+def test_a_message_for_the_other_direction_is_rejected() -> None:
+    frame = gateway_codec().encode(Pong(1, "i", 1, "m", "llm", "ready", 0, WorkerStats()))
+    with pytest.raises(FrameError):
+        worker_codec().decode(frame)
+
+
+def test_fields_added_later_with_defaults_stay_compatible() -> None:
+    """Schema evolution: an older peer's frame (fewer fields) still decodes."""
+    old = bytes([PROTOCOL_VERSION]) + msgspec.msgpack.encode(
+        {"type": "chat", "id": "j", "messages": [{"role": "user"}], "params": {}}
+    )
+    job = worker_codec().decode(old)
+    assert isinstance(job, ChatJob) and job.params == SamplingParams()

@@ -1,0 +1,95 @@
+"""The LLM engine in-process on a demo model: batching, cancel, limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from protocol.config import ModelConfig
+from protocol.messages import ChatJob, ChatMessage, CompletionJob, Events, SamplingParams
+from workers.engine import JobError
+from workers.engines.llm import LLMEngine
+
+HI = [ChatMessage("user", "hi")]
+
+
+@pytest.fixture(scope="module")
+def engine(demo_models: dict[str, Path]) -> LLMEngine:
+    config = ModelConfig(
+        name="demo-llama-tiny",
+        family="llm",
+        path=str(demo_models["demo-llama-tiny"]),
+        endpoint="inproc://unused",
+        options={"context_length": 256},
+    )
+    engine = LLMEngine(config)
+    engine.load()
+    return engine
+
+
+def run_to_end(engine: LLMEngine) -> list[Events]:
+    steps = []
+    while engine.has_work():
+        steps.append(engine.step(0.005))
+    return steps
+
+
+def test_concurrent_jobs_share_decode_steps(engine: LLMEngine) -> None:
+    for i in range(4):
+        engine.submit(ChatJob(f"b{i}", HI, SamplingParams(max_tokens=30, temperature=0)))
+    steps = run_to_end(engine)
+    # Continuous batching: some step advanced all four jobs at once.
+    assert any(len({d.id for d in s.deltas}) == 4 for s in steps)
+    finished = [f for s in steps for f in s.finished]
+    assert sorted(f.id for f in finished) == [f"b{i}" for i in range(4)]
+    assert all(f.usage.completion_tokens == 30 for f in finished)
+
+
+def test_a_job_joins_a_running_batch(engine: LLMEngine) -> None:
+    engine.submit(ChatJob("first", HI, SamplingParams(max_tokens=60, temperature=0)))
+    engine.step(0.005)
+    engine.submit(ChatJob("second", HI, SamplingParams(max_tokens=5, temperature=0)))
+    steps = run_to_end(engine)
+    done = [f.id for s in steps for f in s.finished]
+    assert done == ["second", "first"]  # the short late job did not wait for the long one
+
+
+def test_cancel_frees_the_slot(engine: LLMEngine) -> None:
+    engine.submit(ChatJob("long", HI, SamplingParams(max_tokens=200, temperature=0)))
+    engine.step(0.005)
+    assert engine.stats().active == 1
+    assert engine.cancel("long")
+    assert engine.stats().active == 0 and not engine.has_work()
+    assert not engine.cancel("long")
+
+
+def test_greedy_equals_mlx_lm_generate(engine: LLMEngine) -> None:
+    from mlx_lm import generate
+
+    tokens = engine.prompt_tokens(CompletionJob("x", "The cat", SamplingParams()))
+    expected = generate(engine.model, engine.tokenizer, tokens, max_tokens=25)
+    engine.submit(CompletionJob("g", "The cat", SamplingParams(max_tokens=25, temperature=0)))
+    steps = run_to_end(engine)
+    text = "".join(d.text for s in steps for d in s.deltas)
+    text += "".join(f.text for s in steps for f in s.finished)
+    assert text == expected
+
+
+def test_prompt_longer_than_context_is_refused(engine: LLMEngine) -> None:
+    with pytest.raises(JobError) as err:
+        engine.submit(CompletionJob("big", list(range(300)), SamplingParams()))
+    assert err.value.code == "context_length_exceeded"
+    assert "256" in str(err.value) and "300" in str(err.value)
+
+
+def test_max_tokens_is_capped_to_the_context(engine: LLMEngine) -> None:
+    engine.submit(CompletionJob("cap", list(range(250)), SamplingParams(max_tokens=100)))
+    (finished,) = [f for s in run_to_end(engine) for f in s.finished]
+    assert finished.usage.completion_tokens == 6
+    assert finished.finish_reason == "length"
+
+
+def test_token_ids_outside_the_vocabulary_are_refused(engine: LLMEngine) -> None:
+    with pytest.raises(JobError, match="token ids"):
+        engine.submit(CompletionJob("bad", [10**6], SamplingParams()))
