@@ -22,7 +22,14 @@ from gateway.schemas import (
     ChunkDelta,
     TextPart,
 )
-from gateway.streaming import SSE_DONE, collect, pieces, sse, sse_response
+from gateway.streaming import (
+    SSE_DONE,
+    ClientGone,
+    collect_while_connected,
+    pieces,
+    sse,
+    sse_response,
+)
 from gateway.worker_client import JobStream
 from protocol.messages import ChatJob, ChatMessage
 
@@ -45,7 +52,10 @@ async def chat_completions(request: Request) -> Response:
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return sse_response(_chunks(stream, model, timeout, include_usage))
-    text, finished = await collect(stream, timeout)
+    try:
+        text, finished = await collect_while_connected(request, stream, timeout)
+    except ClientGone:
+        return Response(status_code=499)  # nobody is listening (nginx's "client closed")
     reply = ChatCompletion(
         id=response_id("chatcmpl"),
         created=now(),

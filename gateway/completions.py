@@ -13,7 +13,14 @@ from gateway.body import decode_json
 from gateway.errors import APIError
 from gateway.generation import now, reject_unsupported, response_id, sampling_params, usage_of
 from gateway.schemas import Completion, CompletionChoice, CompletionRequest
-from gateway.streaming import SSE_DONE, collect, pieces, sse, sse_response
+from gateway.streaming import (
+    SSE_DONE,
+    ClientGone,
+    collect_while_connected,
+    pieces,
+    sse,
+    sse_response,
+)
 from gateway.worker_client import JobStream
 from protocol.messages import CompletionJob
 
@@ -37,7 +44,10 @@ async def completions(request: Request) -> Response:
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return sse_response(_chunks(stream, model, timeout, include_usage))
-    text, finished = await collect(stream, timeout)
+    try:
+        text, finished = await collect_while_connected(request, stream, timeout)
+    except ClientGone:
+        return Response(status_code=499)  # nobody is listening (nginx's "client closed")
     reply = Completion(
         id=response_id("cmpl"),
         created=now(),

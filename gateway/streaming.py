@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
+from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from gateway.errors import APIError
@@ -53,6 +54,36 @@ async def collect(stream: JobStream, time_limit: float) -> tuple[str, Finished]:
         if finished is not None:
             return "".join(parts), finished
     raise AssertionError("pieces() ends with a Finished or raises")
+
+
+class ClientGone(Exception):
+    """The client disconnected before a non-streamed answer was ready."""
+
+
+async def collect_while_connected(
+    request: Request, stream: JobStream, time_limit: float
+) -> tuple[str, Finished]:
+    """:func:`collect`, but cancel the job as soon as the client disconnects.
+
+    The body has been read, so the next ASGI ``receive`` only returns when the
+    client goes away (``http.disconnect``).
+    """
+    work = asyncio.ensure_future(collect(stream, time_limit))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not work.done():
+            work.cancel()  # collect's finally cancels the job in the worker
+        gone.cancel()
+    if work.cancelled():
+        raise ClientGone
+    return work.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def sse(data: msgspec.Struct) -> bytes:

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+import httpx
 import openai
 import pytest
 import zmq
@@ -116,3 +117,14 @@ def _endpoint(stack: Stack, model: str) -> str:
     from protocol.config import load_config
 
     return load_config(stack.config).model(model).endpoint
+
+
+def test_client_that_gives_up_on_a_non_streamed_request_frees_the_slot(stack: Stack) -> None:
+    body = {"model": LLAMA, "messages": HI, "max_tokens": 50_000}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, timeout=1.0)
+    stack.wait_until(
+        lambda h: h["models"][LLAMA]["active"] == 0 and h["models"][LLAMA]["in_flight"] == 0,
+        timeout=5,
+        what="the abandoned request to leave the batch",
+    )
