@@ -1,0 +1,685 @@
+"""Streaming LLM throughput: the gateway against mlx-lm called in-process.
+
+``python bench/llm_streams.py [--model demo-llama-tiny] [--max-tokens 128]
+[--streams 1,8,32] [--repeats 10] [--client raw|httpx] [--json out.json]``
+
+For each stream count N, the same model, prompt and ``max_tokens``, greedy:
+
+- in-process: N=1 runs ``mlx_lm.stream_generate`` (decode tok/s from the first
+  token to the last, and time to first token); N>1 runs ``mlx_lm.batch_generate``
+  on N copies of the prompt (aggregate tok/s over the whole call; no TTFT);
+- gateway: a real stack (honcho, gateway, one supervised worker) and N
+  concurrent streaming chat requests; aggregate tok/s is the sum of
+  ``usage.completion_tokens`` over the wall time from the first request sent to
+  the last stream done, TTFT is per request, to its first non-empty content.
+
+In-process and gateway runs alternate, repeat after repeat, so load drifting on
+a shared machine hits both sides alike; the table shows medians. The CPU time
+of each process (stack and this client) is reported per generated token, so a
+shortfall can be pinned on a process. Exit status 1 if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import msgspec
+
+from workers.blas import preload_openblas
+
+# Exactly as the supervisor launches workers: OpenBLAS with one thread, loaded
+# before anything imports mlx.core, so both sides run on the same BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+OPENBLAS = preload_openblas()
+
+from mlx_lm.generate import batch_generate, stream_generate  # noqa: E402
+from mlx_lm.utils import load as load_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests/ is not an installed package
+from tests.e2e.harness import Stack, free_port, write_config  # noqa: E402
+
+MESSAGES = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": "Write a short poem about the sea."},
+]
+# The issue's targets: gateway tok/s over in-process tok/s.
+TARGET_SINGLE = 0.95
+TARGET_BATCH = 0.90
+
+
+# --- results ----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One measured run of N streams, in-process or through the gateway."""
+
+    tokens: int
+    wall_s: float
+    ttft_s: list[float] = field(default_factory=list)  # to the first non-empty text
+    first_token_s: float | None = None  # stream_generate only; the gateway cannot see it
+    decode_tps: float | None = None  # 1 stream: first token to last, TTFT excluded
+    errors: list[str] = field(default_factory=list)
+    short: int = 0  # streams that ended before max_tokens (an EOS)
+    prompt_tokens: list[int] = field(default_factory=list)  # distinct usage.prompt_tokens
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tps(self) -> float:
+        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass
+class Row:
+    streams: int
+    target: float
+    local: list[Run] = field(default_factory=list)
+    gateway: list[Run] = field(default_factory=list)
+
+    def local_tps(self) -> float:
+        # 1 stream: stream_generate's decode rate (the issue's baseline).
+        runs = self.local
+        if self.streams == 1:
+            return statistics.median(r.decode_tps or 0.0 for r in runs)
+        return statistics.median(r.tps for r in runs)
+
+    def gateway_tps(self) -> float:
+        return statistics.median(r.tps for r in self.gateway)
+
+    def ratio(self) -> float:
+        local = self.local_tps()
+        return self.gateway_tps() / local if local else 0.0
+
+    def ttfts(self) -> list[float]:
+        return [t for r in self.gateway for t in r.ttft_s]
+
+    def errors(self) -> int:
+        return sum(len(r.errors) for r in self.gateway)
+
+    def passed(self) -> bool:
+        return self.ratio() >= self.target and self.errors() == 0
+
+    def cpu(self) -> dict[str, dict[str, float]]:
+        """Per process: CPU seconds over wall seconds, and CPU microseconds per token."""
+        out: dict[str, dict[str, float]] = {}
+        for runs in (self.local, self.gateway):
+            wall = sum(r.wall_s for r in runs)
+            tokens = sum(r.tokens for r in runs)
+            for name in runs[0].cpu_s if runs else ():
+                seconds = sum(r.cpu_s.get(name, 0.0) for r in runs)
+                out[name] = {
+                    "share": seconds / wall if wall else 0.0,
+                    "us_per_token": 1e6 * seconds / tokens if tokens else 0.0,
+                }
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        ttfts = self.ttfts()
+        local_ttft = [t for r in self.local for t in r.ttft_s]
+        first_tokens = [r.first_token_s for r in self.local if r.first_token_s is not None]
+        return {
+            "streams": self.streams,
+            "in_process_tps": self.local_tps(),
+            "gateway_tps": self.gateway_tps(),
+            "ratio": self.ratio(),
+            "target": self.target,
+            "passed": self.passed(),
+            "gateway_ttft_mean_s": statistics.fmean(ttfts) if ttfts else None,
+            "gateway_ttft_p50_s": percentile(ttfts, 50),
+            "gateway_ttft_p95_s": percentile(ttfts, 95),
+            "in_process_ttft_p50_s": percentile(local_ttft, 50),
+            "in_process_first_token_p50_s": percentile(first_tokens, 50),
+            # Over the whole call, TTFT included: how the gateway's 1-stream tok/s is taken.
+            "in_process_end_to_end_tps": statistics.median(r.tps for r in self.local),
+            "gateway_decode_tps": _median_or_none([r.decode_tps for r in self.gateway]),
+            "errors": self.errors(),
+            "short_streams": sum(r.short for r in self.gateway),
+            "in_process_short_streams": sum(r.short for r in self.local),
+            "gateway_prompt_tokens": sorted({n for r in self.gateway for n in r.prompt_tokens}),
+            "cpu": self.cpu(),
+            "in_process_runs": [asdict(r) for r in self.local],
+            "gateway_runs": [asdict(r) for r in self.gateway],
+        }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+# --- in-process baselines ---------------------------------------------------
+
+
+def prompt_tokens(tokenizer: Any) -> list[int]:
+    """The prompt exactly as the worker builds it from the same messages."""
+    text = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def run_stream_generate(model: Any, tokenizer: Any, prompt: list[int], max_tokens: int) -> Run:
+    started = time.perf_counter()
+    stamps: list[float] = []
+    first_text: float | None = None
+    for response in stream_generate(model, tokenizer, prompt, max_tokens=max_tokens):
+        stamps.append(time.perf_counter())
+        if first_text is None and response.text:
+            first_text = stamps[-1]
+    first, last = stamps[0], stamps[-1]
+    # n tokens stamped from the first to the last span n-1 decode steps.
+    decode = (len(stamps) - 1) / (last - first) if len(stamps) > 1 else None
+    return Run(
+        tokens=len(stamps),
+        wall_s=last - started,
+        # The streaming detokenizer may hold the first token's text back, so the
+        # first visible text (what the gateway's TTFT sees) can come a token later.
+        ttft_s=[first_text - started] if first_text is not None else [],
+        first_token_s=first - started,
+        decode_tps=decode,
+        short=int(len(stamps) < max_tokens),
+    )
+
+
+def run_batch_generate(
+    model: Any, tokenizer: Any, prompt: list[int], streams: int, max_tokens: int
+) -> Run:
+    started = time.perf_counter()
+    # Same batch limits as the worker's BatchGenerator (prefill 8, decode >= N).
+    response = batch_generate(
+        model,
+        tokenizer,
+        [prompt] * streams,
+        max_tokens=max_tokens,
+        completion_batch_size=max(32, streams),
+        prefill_batch_size=8,
+        return_token_ids=True,
+    )
+    wall = time.perf_counter() - started
+    # generation_tokens counts every response, an EOS too, as the worker's usage
+    # does; token_ids leave the EOS out, so a stream that hit one is shorter.
+    ids = response.token_ids or []
+    return Run(
+        tokens=response.stats.generation_tokens,
+        wall_s=wall,
+        short=sum(len(seq) < max_tokens for seq in ids),
+    )
+
+
+def run_in_process(
+    model: Any, tokenizer: Any, prompt: list[int], streams: int, max_tokens: int
+) -> Run:
+    if streams == 1:
+        return run_stream_generate(model, tokenizer, prompt, max_tokens)
+    return run_batch_generate(model, tokenizer, prompt, streams, max_tokens)
+
+
+# --- through the gateway ----------------------------------------------------
+
+
+@dataclass
+class StreamResult:
+    ttft_s: float | None = None
+    first_content_at: float | None = None
+    last_content_at: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    content_chars: int = 0
+    error: str | None = None
+
+
+class Client(Protocol):
+    async def stream(self, body: bytes) -> StreamResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RawClient:
+    """A minimal HTTP/1.1 client on asyncio streams, one connection per request.
+
+    The client shares the 2 cores with the stack it measures, and every cycle
+    it burns comes out of the worker's: measured here, httpx (h11, httpcore,
+    anyio) spent 30-60 us of CPU per generated token, this client 7-20.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    async def stream(self, body: bytes) -> StreamResult:
+        result = StreamResult()
+        sent = time.perf_counter()
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        except OSError as exc:
+            result.error = f"connect: {exc}"
+            return result
+        try:
+            writer.write(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+                b"Content-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = head.split(b" ", 2)[1]
+            if status != b"200":
+                result.error = f"HTTP {status.decode()}: {(await reader.read(300)).decode()}"
+                return result
+            if b"transfer-encoding: chunked" not in head.lower():
+                result.error = "response is not chunked"
+                return result
+            await feed_sse(_chunked_body(reader), result, sent)
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+            result.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            writer.close()
+        return result
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def _chunked_body(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """The payloads of an HTTP/1.1 chunked body (uvicorn streams every SSE event as one)."""
+    while True:
+        size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
+        if size == 0:
+            return
+        yield (await reader.readexactly(size + 2))[:-2]
+
+
+class HttpxClient:
+    """httpx streaming, for a cross-check of the raw client against a real HTTP stack."""
+
+    def __init__(self, base_url: str, max_streams: int) -> None:
+        limits = httpx.Limits(max_connections=max_streams, max_keepalive_connections=max_streams)
+        self.client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120)
+
+    async def stream(self, body: bytes) -> StreamResult:
+        result = StreamResult()
+        sent = time.perf_counter()
+        headers = {"Content-Type": "application/json"}
+        try:
+            async with self.client.stream(
+                "POST", "/v1/chat/completions", content=body, headers=headers
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    result.error = f"HTTP {response.status_code}: {response.text[:300]}"
+                    return result
+                await feed_sse(response.aiter_bytes(), result, sent)
+        except httpx.HTTPError as exc:
+            result.error = f"{type(exc).__name__}: {exc}"
+        return result
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+async def feed_sse(body: AsyncIterator[bytes], result: StreamResult, sent: float) -> None:
+    """Parse every SSE ``data:`` line of a response body into ``result``."""
+    buffer = b""
+    async for data in body:
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.startswith(b"data: ") and _on_event(line[6:], result, sent):
+                return
+    if result.error is None:
+        result.error = "stream ended without [DONE]"
+
+
+_decode_chunk = msgspec.json.Decoder().decode
+
+
+def _on_event(payload: bytes, result: StreamResult, sent: float) -> bool:
+    """Account one SSE event; True once the stream is over."""
+    if payload == b"[DONE]":
+        if result.error is None and result.completion_tokens == 0:
+            result.error = "no usage chunk before [DONE]"
+        return True
+    chunk = _decode_chunk(payload)
+    if "error" in chunk:
+        result.error = f"error event: {chunk['error'].get('message')}"
+        return True
+    for choice in chunk.get("choices") or ():
+        content = choice.get("delta", {}).get("content")
+        if content:
+            now = time.perf_counter()
+            if result.first_content_at is None:
+                result.first_content_at = now
+                result.ttft_s = now - sent
+            result.last_content_at = now
+            result.content_chars += len(content)
+    usage = chunk.get("usage")
+    if usage:
+        result.prompt_tokens = usage["prompt_tokens"]
+        result.completion_tokens = usage["completion_tokens"]
+    return False
+
+
+def stream_decode_tps(result: StreamResult) -> float | None:
+    """Tokens after the first over first-to-last content chunk.
+
+    Approximate: the first content chunk may hold more than one token (the
+    detokenizer can hold the first token's text back until the next).
+    """
+    first, last = result.first_content_at, result.last_content_at
+    if first is None or last is None or last <= first or result.completion_tokens < 2:
+        return None
+    return (result.completion_tokens - 1) / (last - first)
+
+
+def request_body(model: str, max_tokens: int) -> bytes:
+    return msgspec.json.encode(
+        {
+            "model": model,
+            "messages": MESSAGES,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+
+
+async def run_gateway(client: Client, body: bytes, streams: int, max_tokens: int) -> Run:
+    started = time.perf_counter()
+    results = await asyncio.gather(*(client.stream(body) for _ in range(streams)))
+    wall = time.perf_counter() - started
+    ok = [r for r in results if r.error is None]
+    return Run(
+        tokens=sum(r.completion_tokens for r in ok),
+        wall_s=wall,
+        ttft_s=[r.ttft_s for r in ok if r.ttft_s is not None],
+        decode_tps=stream_decode_tps(ok[0]) if streams == 1 and ok else None,
+        errors=[r.error for r in results if r.error is not None],
+        short=sum(r.completion_tokens < max_tokens for r in ok),
+        prompt_tokens=sorted({r.prompt_tokens for r in ok}),
+    )
+
+
+# --- the stack and its processes' CPU time ----------------------------------
+
+
+@contextlib.contextmanager
+def gateway_stack(model: str, model_path: Path, max_batch: int, workdir: Path) -> Iterator[Stack]:
+    """One supervised worker for ``model``, ready; always torn down."""
+    config, port = workdir / "gateway.toml", free_port()
+    entry = {
+        "name": model,
+        "family": "llm",
+        "path": str(model_path),
+        # Every stream decodes in one batch, as batch_generate's do.
+        "options": {"max_batch_size": max_batch},
+    }
+    write_config(config, port, [entry])
+    stack = Stack(config, port, workdir / "honcho.log")
+    try:
+        stack.wait_state(model, "ready", timeout=120)
+        yield stack
+    finally:
+        stack.stop()
+
+
+CLOCK_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user+system CPU seconds) from /proc, or None if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+def _role(pid: int) -> str:
+    """The stack's processes set their titles: 'mlx-gateway worker ...' etc."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "other"
+    for role in ("worker", "gateway", "supervisor"):
+        if cmdline.startswith(f"mlx-gateway {role}"):
+            return role
+    return "honcho"
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every live process under ``root`` (inclusive), with its role."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = stat[0]
+    found, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        found.update(children)
+        frontier.extend(children)
+    return {pid: _role(pid) for pid in found}
+
+
+class CpuMeter:
+    """CPU seconds per role (stack processes, and this client) over an interval."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.processes = descendants(stack.process.pid) if Path("/proc/self/stat").exists() else {}
+
+    def snapshot(self) -> dict[str, float]:
+        totals = {"client": time.process_time()}
+        for pid, role in self.processes.items():
+            stat = _stat(pid)
+            if stat is not None:
+                totals[role] = totals.get(role, 0.0) + stat[1]
+        return totals
+
+    @staticmethod
+    def between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {role: after[role] - before.get(role, 0.0) for role in after}
+
+
+# --- the run ----------------------------------------------------------------
+
+
+def measure(
+    rows: list[Row],
+    in_process: Callable[[int], Run],
+    gateway: Callable[[int], Run],
+    meter: CpuMeter,
+    repeats: int,
+) -> None:
+    """Warm both sides up at each N, then alternate them ``repeats`` times."""
+    for row in rows:
+        in_process(row.streams)
+        warm = gateway(row.streams)
+        if warm.errors:
+            print(
+                f"  warm-up at {row.streams} streams: {len(warm.errors)} errors: {warm.errors[0]}"
+            )
+    for i in range(repeats):
+        for row in rows:
+            # Process-wide: counts MLX's own thread as well as the Python one.
+            cpu_before = time.process_time()
+            local = in_process(row.streams)
+            local.cpu_s = {"in-process": time.process_time() - cpu_before}
+            row.local.append(local)
+            before = meter.snapshot()
+            run = gateway(row.streams)
+            run.cpu_s = CpuMeter.between(before, meter.snapshot())
+            row.gateway.append(run)
+        print(f"  repeat {i + 1}/{repeats} done")
+
+
+def print_table(rows: list[Row]) -> None:
+    header = (
+        f"{'streams':>7} | {'in-process tok/s':>16} | {'gateway tok/s':>13} | {'ratio':>5} | "
+        f"{'target':>7} | {'gw TTFT p50/p95 ms':>18} | {'errors':>6} | result"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        s = row.summary()
+        p50, p95 = s["gateway_ttft_p50_s"], s["gateway_ttft_p95_s"]
+        ttft = f"{p50 * 1e3:.1f}/{p95 * 1e3:.1f}" if p50 is not None else "n/a"
+        print(
+            f"{row.streams:>7} | {s['in_process_tps']:>16.0f} | {s['gateway_tps']:>13.0f} | "
+            f"{s['ratio']:>5.2f} | {'>= ' + format(row.target, '.2f'):>7} | {ttft:>18} | "
+            f"{s['errors']:>6} | {'PASS' if s['passed'] else 'FAIL'}"
+        )
+
+
+def print_details(rows: list[Row], max_tokens: int, prompt_len: int) -> None:
+    """Where the time goes (CPU per process, the 1-stream latency split) and sanity checks."""
+    print("\nCPU, as a share of one core and in microseconds per generated token:")
+    for row in rows:
+        s = row.summary()
+        # honcho and the supervisors stay near zero: they are left to the JSON.
+        cpu = ", ".join(
+            f"{name} {s['cpu'][name]['share']:.0%} {s['cpu'][name]['us_per_token']:.0f}"
+            for name in ("in-process", "worker", "gateway", "client")
+            if name in s["cpu"]
+        )
+        print(f"  {row.streams:>3} streams: {cpu}")
+    single = next((row.summary() for row in rows if row.streams == 1), None)
+    if single is not None:
+        print(
+            "1 stream, in-process: first token"
+            f" {single['in_process_first_token_p50_s'] * 1e3:.1f} ms, first text"
+            f" {single['in_process_ttft_p50_s'] * 1e3:.1f} ms, end-to-end"
+            f" {single['in_process_end_to_end_tps']:.0f} tok/s (TTFT included);"
+            f" gateway decode-only ~{single['gateway_decode_tps'] or 0:.0f} tok/s (TTFT excluded)"
+        )
+    for row in rows:
+        s = row.summary()
+        if s["short_streams"] or s["in_process_short_streams"]:
+            print(
+                f"note: at {row.streams} streams, {s['short_streams']} gateway and"
+                f" {s['in_process_short_streams']} in-process streams ended before"
+                f" {max_tokens} tokens (an EOS): tok/s still counts real tokens"
+            )
+        if any(n != prompt_len for n in s["gateway_prompt_tokens"]):
+            print(
+                f"WARNING: gateway prompts had {s['gateway_prompt_tokens']} tokens,"
+                f" in-process {prompt_len}: not the same work"
+            )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo-llama-tiny", help="a folder under models/")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--streams", default="1,8,32", help="comma-separated stream counts")
+    parser.add_argument("--repeats", type=int, default=10, help="measured runs per stream count")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="raw: lean asyncio HTTP/1.1 (default); httpx: a full HTTP stack, costs more CPU",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    # uvloop (a gateway dependency) keeps the client's own per-chunk cost down.
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def new_client(kind: str, stack: Stack, max_streams: int) -> Client:
+    if kind == "httpx":
+        return HttpxClient(stack.base_url, max_streams)
+    return RawClient("127.0.0.1", stack.port)
+
+
+def run_benchmark(args: argparse.Namespace, streams: list[int]) -> tuple[list[Row], int]:
+    """Measure every stream count; returns the rows and the prompt's length."""
+    model_path = ROOT / "models" / args.model
+    if not model_path.is_dir():
+        from workers.demo_models import ensure_demo_models
+
+        ensure_demo_models(ROOT / "models")
+    model, tokenizer = load_model(str(model_path))
+    prompt = prompt_tokens(tokenizer)
+    body = request_body(args.model, args.max_tokens)
+    rows = [Row(n, TARGET_SINGLE if n == 1 else TARGET_BATCH) for n in streams]
+
+    started = time.perf_counter()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        gateway_stack(args.model, model_path, max(32, *streams), Path(tmp)) as stack,
+        asyncio.Runner(loop_factory=new_event_loop) as runner,
+    ):
+        print(f"stack ready in {time.perf_counter() - started:.1f}s; measuring")
+        client = new_client(args.client, stack, max(streams))
+        try:
+            measure(
+                rows,
+                lambda n: run_in_process(model, tokenizer, prompt, n, args.max_tokens),
+                lambda n: runner.run(run_gateway(client, body, n, args.max_tokens)),
+                CpuMeter(stack),
+                args.repeats,
+            )
+        finally:
+            runner.run(client.aclose())
+    print(f"done in {time.perf_counter() - started:.0f}s")
+    return rows, len(prompt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    streams = sorted({int(n) for n in args.streams.split(",")})
+    print(
+        f"model {args.model}, max_tokens {args.max_tokens}, streams {streams}, "
+        f"repeats {args.repeats}, client {args.client}, OpenBLAS {OPENBLAS or 'not loaded'}"
+    )
+    print(f"load average before: {os.getloadavg()[0]:.2f} (ratios assume an otherwise idle box)")
+    rows, prompt_len = run_benchmark(args, streams)
+    print()
+    print_table(rows)
+    print_details(rows, args.max_tokens, prompt_len)
+    if args.json:
+        report = {
+            "model": args.model,
+            "max_tokens": args.max_tokens,
+            "prompt_tokens": prompt_len,
+            "repeats": args.repeats,
+            "client": args.client,
+            "openblas": OPENBLAS,
+            "rows": [row.summary() for row in rows],
+        }
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0 if all(row.passed() for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
