@@ -47,13 +47,12 @@ async def chat_completions(request: Request) -> Response:
     )
     messages = [_to_protocol(i, m) for i, m in enumerate(body.messages)]
     stream = worker.submit(ChatJob(worker.new_job_id(), messages, params))
-    timeout = request.app.state.config.gateway.request_timeout
     model = worker.model.name
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return sse_response(_chunks(stream, model, timeout, include_usage))
+        return sse_response(_chunks(stream, model, include_usage))
     try:
-        text, finished = await collect_while_connected(request, stream, timeout)
+        text, finished = await collect_while_connected(request, stream)
     except ClientGone:
         return Response(status_code=499)  # nobody is listening (nginx's "client closed")
     reply = ChatCompletion(
@@ -66,9 +65,7 @@ async def chat_completions(request: Request) -> Response:
     return Response(msgspec.json.encode(reply), media_type="application/json")
 
 
-async def _chunks(
-    stream: JobStream, model: str, time_limit: float, include_usage: bool
-) -> AsyncIterator[bytes]:
+async def _chunks(stream: JobStream, model: str, include_usage: bool) -> AsyncIterator[bytes]:
     cid, created = response_id("chatcmpl"), now()
 
     def chunk(delta: ChunkDelta, finish_reason: str | None = None) -> bytes:
@@ -76,7 +73,7 @@ async def _chunks(
         return sse(ChatCompletionChunk(cid, created, model, [choice]))
 
     yield chunk(ChunkDelta(role="assistant", content=""))
-    async for text, finished in pieces(stream, time_limit):
+    async for text, finished in pieces(stream):
         if text:
             yield chunk(ChunkDelta(content=text))
         if finished is not None:

@@ -39,13 +39,12 @@ async def completions(request: Request) -> Response:
         stop=body.stop,
     )
     stream = worker.submit(CompletionJob(worker.new_job_id(), _single_prompt(body.prompt), params))
-    timeout = request.app.state.config.gateway.request_timeout
     model = worker.model.name
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return sse_response(_chunks(stream, model, timeout, include_usage))
+        return sse_response(_chunks(stream, model, include_usage))
     try:
-        text, finished = await collect_while_connected(request, stream, timeout)
+        text, finished = await collect_while_connected(request, stream)
     except ClientGone:
         return Response(status_code=499)  # nobody is listening (nginx's "client closed")
     reply = Completion(
@@ -58,11 +57,9 @@ async def completions(request: Request) -> Response:
     return Response(msgspec.json.encode(reply), media_type="application/json")
 
 
-async def _chunks(
-    stream: JobStream, model: str, time_limit: float, include_usage: bool
-) -> AsyncIterator[bytes]:
+async def _chunks(stream: JobStream, model: str, include_usage: bool) -> AsyncIterator[bytes]:
     cid, created = response_id("cmpl"), now()
-    async for text, finished in pieces(stream, time_limit):
+    async for text, finished in pieces(stream):
         reason = finished.finish_reason if finished is not None else None
         if text or reason:
             yield sse(Completion(cid, created, model, [CompletionChoice(0, text, reason)]))

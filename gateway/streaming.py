@@ -21,20 +21,11 @@ from protocol.messages import Delta, Finished, JobFailed
 SSE_DONE = b"data: [DONE]\n\n"
 
 
-async def pieces(
-    stream: JobStream, time_limit: float
-) -> AsyncIterator[tuple[str, Finished | None]]:
+async def pieces(stream: JobStream) -> AsyncIterator[tuple[str, Finished | None]]:
     """Yield the job's text as it arrives; the last piece carries its Finished."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + time_limit
     try:
         while True:
-            try:
-                batch = await stream.next_batch(max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                raise APIError(
-                    504, f"the request did not finish within {time_limit:.0f}s", code="timeout"
-                ) from None
+            batch = await stream.next_batch()
             end = batch[-1]
             if isinstance(end, JobFailed):
                 raise APIError(end.status, end.message, code=end.code)
@@ -47,9 +38,9 @@ async def pieces(
         stream.close()
 
 
-async def collect(stream: JobStream, time_limit: float) -> tuple[str, Finished]:
+async def collect(stream: JobStream) -> tuple[str, Finished]:
     parts: list[str] = []
-    async for text, finished in pieces(stream, time_limit):
+    async for text, finished in pieces(stream):
         parts.append(text)
         if finished is not None:
             return "".join(parts), finished
@@ -60,15 +51,13 @@ class ClientGone(Exception):
     """The client disconnected before a non-streamed answer was ready."""
 
 
-async def collect_while_connected(
-    request: Request, stream: JobStream, time_limit: float
-) -> tuple[str, Finished]:
+async def collect_while_connected(request: Request, stream: JobStream) -> tuple[str, Finished]:
     """:func:`collect`, but cancel the job as soon as the client disconnects.
 
     The body has been read, so the next ASGI ``receive`` only returns when the
     client goes away (``http.disconnect``).
     """
-    work = asyncio.ensure_future(collect(stream, time_limit))
+    work = asyncio.ensure_future(collect(stream))
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)

@@ -46,33 +46,44 @@ JobEvent = Delta | Finished | JobFailed
 
 
 class JobStream:
-    """What one request receives from its worker, in order."""
+    """What one request receives from its worker, in order.
 
-    def __init__(self, client: WorkerClient, job_id: str) -> None:
+    The request's time limit is a timer that puts a 504 failure into the
+    stream: one timer per request rather than a timeout around every wait.
+    """
+
+    def __init__(self, client: WorkerClient, job_id: str, time_limit: float) -> None:
         self.id = job_id
         self._client = client
         self._queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        self._timer = asyncio.get_running_loop().call_later(time_limit, self._expire, time_limit)
+        # The worker is done with the job: no Cancel needed on close.
         self.done = False
 
     def put(self, event: JobEvent) -> None:
+        if isinstance(event, Finished | JobFailed):
+            self.done = True
         self._queue.put_nowait(event)
 
-    async def next_batch(self, wait_s: float | None) -> list[JobEvent]:
-        """Wait for at least one event, then take everything already queued.
+    def _expire(self, time_limit: float) -> None:
+        message = f"the request did not finish within {time_limit:.0f}s"
+        self._queue.put_nowait(JobFailed(self.id, 504, "timeout", message))
+
+    async def next_batch(self) -> list[JobEvent]:
+        """Wait for at least one event, then take everything already queued,
+        up to the first that ends the job.
 
         Taking all that is queued lets a slow reader send several tokens in
         one SSE chunk instead of falling behind one chunk per token.
         """
-        first = await asyncio.wait_for(self._queue.get(), wait_s)
-        batch = [first]
-        while not self._queue.empty():
+        batch = [await self._queue.get()]
+        while not isinstance(batch[-1], Finished | JobFailed) and not self._queue.empty():
             batch.append(self._queue.get_nowait())
-        if isinstance(batch[-1], Finished | JobFailed):
-            self.done = True
         return batch
 
     def close(self) -> None:
         """Release the job; cancels it in the worker if it is still running."""
+        self._timer.cancel()
         self._client.release(self, cancel=not self.done)
 
 
@@ -169,7 +180,7 @@ class WorkerClient:
                 code="queue_full",
                 headers={"Retry-After": "1"},
             )
-        stream = JobStream(self, job.id)
+        stream = JobStream(self, job.id, self.settings.request_timeout)
         self._jobs[job.id] = stream
         if not self._send_now(self._encoder.encode(job)):
             del self._jobs[job.id]

@@ -88,7 +88,11 @@ def test_cors_preflight_is_answered(stack: Stack) -> None:
 def test_full_queue_is_429_with_retry_after(client: openai.OpenAI) -> None:
     streams = [
         client.chat.completions.create(
-            model=QWEN, messages=[{"role": "user", "content": "hi"}], max_tokens=1000, stream=True
+            model=QWEN,
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=1000,
+            temperature=0,  # sampling could draw EOS and end a stream early
+            stream=True,
         )
         for _ in range(QWEN_MAX_PENDING)
     ]

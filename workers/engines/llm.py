@@ -56,6 +56,7 @@ class _Sequence:
     stops: StopStringMatcher
     prompt_tokens: int
     completion_tokens: int = 0
+    sent_text: bool = False
     pending_text: list[str] = field(default_factory=list)
     pending_tokens: int = 0
 
@@ -175,21 +176,21 @@ class LLMEngine:
     def step(self, budget_s: float) -> Events:
         """Run batch steps for up to ``budget_s``, coalescing each job's text.
 
-        Returns early once some job produced its first token, so time to
-        first token does not wait for the budget.
+        Returns early once some job produced its first visible text, so time
+        to first token does not wait for the budget. (Not its first token: a
+        streaming detokenizer may hold that token's text back until the next.)
         """
         events = Events(deltas=[], finished=[], failed=[])
         touched: set[int] = set()
         deadline = time.perf_counter() + budget_s
         while self._sequences:
             _, responses = self.generator.next()
-            first_token = False
+            first_text = False
             stopped: list[int] = []
             for r in responses:
                 seq = self._sequences.get(r.uid)
                 if seq is None:
                     continue
-                first_token |= seq.completion_tokens == 0
                 seq.completion_tokens += 1
                 seq.pending_tokens += 1
                 self._stats.generation_tokens += 1
@@ -199,6 +200,8 @@ class LLMEngine:
                     seq.detokenizer.finalize()
                 text, hit_stop = seq.stops.feed(seq.detokenizer.last_segment)
                 seq.pending_text.append(text)
+                if text and not seq.sent_text:
+                    seq.sent_text = first_text = True
                 if hit_stop:
                     if r.finish_reason is None:
                         stopped.append(r.uid)
@@ -210,7 +213,7 @@ class LLMEngine:
                     touched.add(r.uid)
             if stopped:
                 self.generator.remove(stopped)
-            if first_token or time.perf_counter() >= deadline:
+            if first_text or time.perf_counter() >= deadline:
                 break
         for uid in touched:
             seq = self._sequences.get(uid)
