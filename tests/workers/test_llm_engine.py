@@ -55,13 +55,47 @@ def test_a_job_joins_a_running_batch(engine: LLMEngine) -> None:
     assert done == ["second", "first"]  # the short late job did not wait for the long one
 
 
+def text_of(steps: list[Events], job_id: str) -> str:
+    deltas = "".join(d.text for s in steps for d in s.deltas if d.id == job_id)
+    return deltas + "".join(f.text for s in steps for f in s.finished if f.id == job_id)
+
+
+def test_a_solo_sequence_moves_into_the_batch_without_changing_its_text(
+    engine: LLMEngine,
+) -> None:
+    """A lone request decodes solo; when a second arrives it continues in the
+    batch from its KV cache, and its greedy text is what mlx-lm generates."""
+    from mlx_lm import generate
+
+    prompt = "Once upon a time"
+    tokens = engine.prompt_tokens(CompletionJob("x", prompt, SamplingParams()))
+    expected = generate(engine.model, engine.tokenizer, tokens, max_tokens=40)
+
+    engine.submit(CompletionJob("solo", prompt, SamplingParams(max_tokens=40, temperature=0)))
+    steps = [engine.step(0.0) for _ in range(5)]  # a few solo tokens
+    assert engine._solo is not None
+    engine.submit(CompletionJob("other", "Hi", SamplingParams(max_tokens=10, temperature=0)))
+    assert engine._solo is None and len(engine._batched) == 2
+    steps += run_to_end(engine)
+    assert text_of(steps, "solo") == expected
+    (done,) = [f for s in steps for f in s.finished if f.id == "solo"]
+    assert done.usage.completion_tokens == 40 and done.finish_reason == "length"
+
+
 def test_cancel_frees_the_slot(engine: LLMEngine) -> None:
     engine.submit(ChatJob("long", HI, SamplingParams(max_tokens=200, temperature=0)))
     engine.step(0.005)
     assert engine.stats().active == 1
-    assert engine.cancel("long")
+    assert engine.cancel("long")  # solo
     assert engine.stats().active == 0 and not engine.has_work()
     assert not engine.cancel("long")
+    for i in range(2):
+        engine.submit(ChatJob(f"pair{i}", HI, SamplingParams(max_tokens=200, temperature=0)))
+    engine.step(0.005)
+    assert engine.cancel("pair0")  # batched
+    assert engine.stats().active == 1
+    assert engine.cancel("pair1")
+    assert not engine.has_work()
 
 
 def test_greedy_equals_mlx_lm_generate(engine: LLMEngine) -> None:

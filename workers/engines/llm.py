@@ -1,20 +1,26 @@
 """Language models on mlx-lm, served through its continuous batching.
 
-Every request is one sequence in mlx-lm's ``BatchGenerator``: requests join
-and leave the running batch between steps, so concurrent requests to one
-model share each forward pass instead of queueing behind a lock. Text is
-streamed through mlx-lm's own streaming detokenizers (correct UTF-8 across
-token boundaries) and cut at stop strings.
+Concurrent requests are sequences in mlx-lm's ``BatchGenerator``: they join
+and leave the running batch between steps, so they share each forward pass
+instead of queueing behind a lock. A request that arrives when the model is
+idle decodes *solo* with mlx-lm's ``generate_step`` (what ``stream_generate``
+runs), which is faster for one sequence than a batch of one; when a second
+request arrives, the solo sequence moves into the batch with its KV cache and
+carries on. Text is streamed through mlx-lm's own streaming detokenizers
+(correct UTF-8 across token boundaries) and cut at stop strings.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+import mlx.core as mx
 import msgspec
-from mlx_lm.generate import BatchGenerator
+from mlx_lm.generate import BatchGenerator, generate_step
+from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 from mlx_lm.utils import load as load_model
 
 from protocol.config import ModelConfig
@@ -29,7 +35,7 @@ from protocol.messages import (
     WorkerStats,
 )
 from workers.engine import JobError
-from workers.engines.sampling import request_sampler
+from workers.engines.sampling import Sampler, request_sampler
 from workers.engines.stops import StopStringMatcher
 from workers.weights import local_or_hub
 
@@ -54,11 +60,18 @@ class _Sequence:
     job_id: str
     detokenizer: Any
     stops: StopStringMatcher
+    sampler: Sampler
+    max_tokens: int
+    tokens: list[int]  # prompt, then every generated token
     prompt_tokens: int
     completion_tokens: int = 0
     sent_text: bool = False
     pending_text: list[str] = field(default_factory=list)
     pending_tokens: int = 0
+    # In the batch: its BatchGenerator uid. Solo: its generate_step and cache.
+    uid: int | None = None
+    solo: Generator[tuple[int, mx.array], None, None] | None = None
+    cache: list[Any] | None = None
 
 
 class LLMEngine:
@@ -70,8 +83,9 @@ class LLMEngine:
             self.options = msgspec.convert(model.options, LLMOptions)
         except msgspec.ValidationError as exc:
             raise ValueError(f"model {model.name!r}: invalid options: {exc}") from exc
-        self._sequences: dict[int, _Sequence] = {}
-        self._uids: dict[str, int] = {}
+        self._jobs: dict[str, _Sequence] = {}  # every running sequence
+        self._batched: dict[int, _Sequence] = {}  # those in the batch, by uid
+        self._solo: _Sequence | None = None  # never set while the batch has any
         self._stats = WorkerStats()
 
     # --- lifecycle ----------------------------------------------------------
@@ -84,6 +98,7 @@ class LLMEngine:
         )
         self.model = model
         self.tokenizer = tokenizer
+        self._eos = set(tokenizer.eos_token_ids)
         self.context_length = (
             self.options.context_length or config.get("max_position_embeddings") or 4096
         )
@@ -100,8 +115,9 @@ class LLMEngine:
 
     def reset(self) -> None:
         """Forget every sequence (after an engine error) with a fresh generator."""
-        self._sequences.clear()
-        self._uids.clear()
+        self._jobs.clear()
+        self._batched.clear()
+        self._solo = None
         self.generator.close()
         self._new_generator()
 
@@ -145,79 +161,104 @@ class LLMEngine:
                 code="context_length_exceeded",
             )
         params = job.params
-        max_tokens = min(params.max_tokens or self.options.default_max_tokens, room)
-        (uid,) = self.generator.insert(
-            [tokens],
-            [max_tokens],
-            samplers=[request_sampler(params.temperature, params.top_p, params.seed)],
-        )
-        self._sequences[uid] = _Sequence(
+        seq = _Sequence(
             job_id=job.id,
             detokenizer=self.tokenizer.detokenizer,
             stops=StopStringMatcher(params.stop),
+            sampler=request_sampler(params.temperature, params.top_p, params.seed),
+            max_tokens=min(params.max_tokens or self.options.default_max_tokens, room),
+            tokens=tokens,
             prompt_tokens=len(tokens),
         )
-        self._uids[job.id] = uid
+        if self._solo is not None:
+            self._move_solo_to_batch()
+        if not self._jobs and len(tokens) <= self.options.prefill_step_size:
+            self._start_solo(seq)
+        else:
+            self._insert(seq, [tokens], None)
+        self._jobs[job.id] = seq
         self._stats.prompt_tokens += len(tokens)
 
+    def _start_solo(self, seq: _Sequence) -> None:
+        # The prompt fits one prefill chunk, so the first step blocks no longer
+        # than a batch's prefill step would.
+        seq.cache = make_prompt_cache(self.model)
+        seq.solo = generate_step(
+            mx.array(seq.tokens),
+            self.model,
+            max_tokens=seq.max_tokens,
+            sampler=seq.sampler,
+            prompt_cache=seq.cache,
+        )
+        self._solo = seq
+
+    def _move_solo_to_batch(self) -> None:
+        """A second request arrived: continue the solo sequence inside the batch.
+
+        ``generate_step`` has already fed its last yielded token to the model,
+        so that token is trimmed off the cache and fed again as the batch
+        entry's one-token prompt; the next token is the one it would have made.
+        """
+        seq = self._solo
+        assert seq is not None and seq.solo is not None and seq.cache is not None
+        seq.solo.close()
+        if seq.completion_tokens == 0:  # not started yet: a plain batch entry
+            self._insert(seq, [seq.tokens], None)
+        else:
+            trim_prompt_cache(seq.cache, 1)
+            self._insert(seq, [seq.tokens[-1:]], seq.cache, all_tokens=seq.tokens[:-1])
+        seq.solo = seq.cache = None
+        self._solo = None
+
+    def _insert(
+        self,
+        seq: _Sequence,
+        prompt: list[list[int]],
+        cache: list[Any] | None,
+        all_tokens: list[int] | None = None,
+    ) -> None:
+        (uid,) = self.generator.insert(
+            prompt,
+            [seq.max_tokens - seq.completion_tokens],
+            caches=[cache] if cache is not None else None,
+            all_tokens=[all_tokens] if all_tokens is not None else None,
+            samplers=[seq.sampler],
+        )
+        seq.uid = uid
+        self._batched[uid] = seq
+
     def cancel(self, job_id: str) -> bool:
-        uid = self._uids.pop(job_id, None)
-        if uid is None:
+        seq = self._jobs.pop(job_id, None)
+        if seq is None:
             return False
-        self.generator.remove([uid])
-        del self._sequences[uid]
+        if seq.solo is not None:
+            seq.solo.close()
+            self._solo = None
+        elif seq.uid is not None:
+            self.generator.remove([seq.uid])
+            del self._batched[seq.uid]
         return True
 
     def has_work(self) -> bool:
-        return bool(self._sequences)
+        return bool(self._jobs)
 
     # --- generation ---------------------------------------------------------
 
     def step(self, budget_s: float) -> Events:
-        """Run batch steps for up to ``budget_s``, coalescing each job's text.
+        """Decode for up to ``budget_s``, coalescing each job's text.
 
         Returns early once some job produced its first visible text, so time
         to first token does not wait for the budget. (Not its first token: a
         streaming detokenizer may hold that token's text back until the next.)
         """
         events = Events(deltas=[], finished=[], failed=[])
-        touched: set[int] = set()
         deadline = time.perf_counter() + budget_s
-        while self._sequences:
-            _, responses = self.generator.next()
-            first_text = False
-            stopped: list[int] = []
-            for r in responses:
-                seq = self._sequences.get(r.uid)
-                if seq is None:
-                    continue
-                seq.completion_tokens += 1
-                seq.pending_tokens += 1
-                self._stats.generation_tokens += 1
-                if r.finish_reason != "stop":  # an EOS token is not part of the text
-                    seq.detokenizer.add_token(r.token)
-                if r.finish_reason is not None:
-                    seq.detokenizer.finalize()
-                text, hit_stop = seq.stops.feed(seq.detokenizer.last_segment)
-                seq.pending_text.append(text)
-                if text and not seq.sent_text:
-                    seq.sent_text = first_text = True
-                if hit_stop:
-                    if r.finish_reason is None:
-                        stopped.append(r.uid)
-                    self._finish(r.uid, "stop", events)
-                elif r.finish_reason is not None:
-                    seq.pending_text.append(seq.stops.flush())
-                    self._finish(r.uid, r.finish_reason, events)  # type: ignore[arg-type]
-                else:
-                    touched.add(r.uid)
-            if stopped:
-                self.generator.remove(stopped)
+        while self._jobs:
+            first_text = self._step_solo(events) if self._solo else self._step_batch(events)
             if first_text or time.perf_counter() >= deadline:
                 break
-        for uid in touched:
-            seq = self._sequences.get(uid)
-            if seq is not None and seq.pending_tokens:
+        for seq in self._jobs.values():
+            if seq.pending_tokens:
                 events.deltas.append(
                     Delta(seq.job_id, "".join(seq.pending_text), seq.pending_tokens)
                 )
@@ -225,19 +266,73 @@ class LLMEngine:
                 seq.pending_tokens = 0
         return events
 
-    def _finish(self, uid: int, reason: str, events: Events) -> None:
-        seq = self._sequences.pop(uid)
-        del self._uids[seq.job_id]
+    def _step_solo(self, events: Events) -> bool:
+        seq = self._solo
+        assert seq is not None and seq.solo is not None
+        token, _ = next(seq.solo)
+        seq.tokens.append(token)
+        finish = None
+        if token in self._eos:
+            finish = "stop"
+        elif seq.completion_tokens + 1 >= seq.max_tokens:
+            finish = "length"
+        ended, first_text = self._accept(seq, token, finish, events)
+        if ended:
+            seq.solo.close()
+            self._solo = None
+        return first_text
+
+    def _step_batch(self, events: Events) -> bool:
+        _, responses = self.generator.next()
+        first_text = False
+        stopped: list[int] = []
+        for r in responses:
+            seq = self._batched.get(r.uid)
+            if seq is None:
+                continue
+            ended, first = self._accept(seq, r.token, r.finish_reason, events)
+            first_text |= first
+            if ended:
+                del self._batched[r.uid]
+                if r.finish_reason is None:  # a stop string: the generator goes on
+                    stopped.append(r.uid)
+        if stopped:
+            self.generator.remove(stopped)
+        return first_text
+
+    def _accept(
+        self, seq: _Sequence, token: int, finish_reason: str | None, events: Events
+    ) -> tuple[bool, bool]:
+        """One new token of ``seq``: returns (the job ended, its first text appeared)."""
+        seq.completion_tokens += 1
+        seq.pending_tokens += 1
+        self._stats.generation_tokens += 1
+        if finish_reason != "stop":  # an EOS token is not part of the text
+            seq.detokenizer.add_token(token)
+        if finish_reason is not None:
+            seq.detokenizer.finalize()
+        text, hit_stop = seq.stops.feed(seq.detokenizer.last_segment)
+        seq.pending_text.append(text)
+        first_text = bool(text) and not seq.sent_text
+        seq.sent_text |= first_text
+        if hit_stop:
+            finish_reason = "stop"
+        elif finish_reason is not None:
+            seq.pending_text.append(seq.stops.flush())
+        if finish_reason is None:
+            return False, first_text
+        del self._jobs[seq.job_id]
         self._stats.requests_finished += 1
         events.finished.append(
             Finished(
                 id=seq.job_id,
-                finish_reason=reason,  # type: ignore[arg-type]
+                finish_reason=finish_reason,  # type: ignore[arg-type]
                 usage=Usage(seq.prompt_tokens, seq.completion_tokens),
                 text="".join(seq.pending_text),
             )
         )
+        return True, first_text
 
     def stats(self) -> WorkerStats:
-        self._stats.active = len(self._sequences)
+        self._stats.active = len(self._jobs)
         return self._stats
