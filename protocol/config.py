@@ -52,6 +52,8 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_pending: int = 256
     # Family-specific engine options (validated by the engine at startup).
     options: dict[str, Any] = {}
+    # On SIGTERM, running requests get this long to finish before the process exits.
+    drain_timeout: float = 30.0
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,10 +1,14 @@
 """The worker runtime: one model process's socket loop around its engine.
 
 Single-threaded and synchronous on purpose: the loop alternates between
-draining the ROUTER socket (jobs, cancels, pings) and one engine step, so the
+reading the ROUTER socket (jobs, cancels, pings) and one engine step, so the
 heartbeat answer is proof that the generation loop itself is alive. The only
 other thread loads the model at startup, so pings are answered (state
 ``loading``) while weights are read.
+
+SIGTERM drains: the state becomes ``draining`` (new jobs get a 503), running
+jobs finish (up to the model's ``drain_timeout``), then the process exits and
+its supervisor starts a fresh one. SIGINT stops at once.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class WorkerRuntime:
         self._decoder = worker_codec()
         self._encoder = gateway_codec()
         self._stop = threading.Event()
+        self._drain_deadline: float | None = None
 
     # --- startup ------------------------------------------------------------
 
@@ -79,6 +84,19 @@ class WorkerRuntime:
     def stop(self, *_: object) -> None:
         self._stop.set()
 
+    def drain(self, *_: object) -> None:
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + self.model.drain_timeout
+            if self.state == "ready":
+                self.state = "draining"
+            log.info("draining", model=self.model.name, timeout=self.model.drain_timeout)
+
+    def _drained(self) -> bool:
+        if self._drain_deadline is None:
+            return False
+        idle = self._engine is None or not self._engine.has_work()
+        return idle or time.monotonic() >= self._drain_deadline
+
     # --- main loop ----------------------------------------------------------
 
     def run(self) -> None:
@@ -87,21 +105,22 @@ class WorkerRuntime:
         sock.setsockopt(zmq.LINGER, 0)
         sock.bind(self.model.endpoint)
         log.info("listening", model=self.model.name, endpoint=self.model.endpoint)
-        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGTERM, self.drain)
         signal.signal(signal.SIGINT, self.stop)
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self._drained():
                 busy = self._engine is not None and self._engine.has_work()
                 if sock.poll(0 if busy else IDLE_POLL_MS, zmq.POLLIN):
-                    self._drain(sock)
+                    self._receive_all(sock)
                 if self._engine is not None and self._engine.has_work():
                     self._step(sock)
                 self._steps += 1
         finally:
             sock.close(linger=0)
+        log.info("stopped", model=self.model.name)
 
-    def _drain(self, sock: zmq.Socket) -> None:
+    def _receive_all(self, sock: zmq.Socket) -> None:
         while True:
             try:
                 identity, frame = sock.recv_multipart(zmq.NOBLOCK, copy=True)
@@ -127,10 +146,9 @@ class WorkerRuntime:
 
     def _submit(self, sock: zmq.Socket, identity: bytes, job: ChatJob | CompletionJob) -> None:
         engine = self._engine
-        if engine is None:
-            status, code = (503, "model_not_ready")
-            message = self.error or f"model {self.model.name!r} is still loading"
-            self._fail(sock, identity, JobFailed(job.id, status, code, message))
+        if engine is None or self.state == "draining":
+            message = self.error or f"model {self.model.name!r} is {self.state}"
+            self._fail(sock, identity, JobFailed(job.id, 503, "model_not_ready", message))
             return
         try:
             engine.submit(job)

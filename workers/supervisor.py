@@ -5,7 +5,8 @@ that model and restarts it with exponential backoff whenever it exits. It
 never exits because its model process died: honcho stops *every* entry when
 one exits, so supervision has to live here, not in honcho. It pushes its
 state (starting, running, restarting, failed) to the gateway's control socket
-and logs every transition. SIGTERM/SIGINT stop the model process, then it.
+and logs every transition. SIGTERM/SIGINT stop the model process (which
+drains its running requests first), then the supervisor.
 """
 
 from __future__ import annotations
@@ -146,9 +147,9 @@ class Supervisor:
     def _terminate(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
+        self.process.terminate()  # the model process drains, then exits
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=self.model.drain_timeout + 5)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -131,3 +131,30 @@ def test_client_that_gives_up_on_a_non_streamed_request_frees_the_slot(stack: St
         timeout=5,
         what="the abandoned request to leave the batch",
     )
+
+
+def test_sigterm_drains_a_worker_then_it_restarts(client: openai.OpenAI, stack: Stack) -> None:
+    """Graceful restart: running requests finish, new ones get 503, then it is back."""
+    pid = stack.health()["models"][QWEN]["pid"]
+    stream = client.chat.completions.create(
+        model=QWEN,
+        messages=HI,
+        max_tokens=1500,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = iter(stream)
+    next(chunks)
+    os.kill(pid, signal.SIGTERM)
+    stack.wait_state(QWEN, "draining", timeout=5)
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(model=QWEN, messages=HI, max_tokens=2)
+    assert err.value.status_code == 503 and "draining" in err.value.message
+
+    rest = list(chunks)  # the running request is not cut off
+    assert rest[-1].usage is not None and rest[-1].usage.completion_tokens == 1500
+
+    after = stack.wait_state(QWEN, "ready", timeout=60)["models"][QWEN]
+    assert after["pid"] != pid
+    assert client.chat.completions.create(model=QWEN, messages=HI, max_tokens=2).usage
