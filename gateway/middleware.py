@@ -1,18 +1,23 @@
-"""ASGI middleware: request ids and API keys."""
+"""ASGI middleware: request ids with an access log line, and API keys."""
 
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 
+import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import APIError
 
+log = structlog.get_logger()
+
 
 class RequestIDMiddleware:
-    """Accept ``X-Request-ID`` (or generate one) and echo it on the response."""
+    """Accept ``X-Request-ID`` (or generate one), echo it on the response, and
+    log one line per request with it (every log line of the request carries it)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -23,13 +28,29 @@ class RequestIDMiddleware:
             return
         request_id = Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 0
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                # Health probes come every few seconds from monitors: debug only.
+                emit = log.debug if scope["path"] == "/health" else log.info
+                emit(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status or None,
+                    ms=round(1000 * (time.perf_counter() - started), 1),
+                )
 
 
 class APIKeyMiddleware:
