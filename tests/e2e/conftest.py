@@ -60,6 +60,7 @@ def stack(
 
 
 @pytest.fixture(scope="session")
-def client(stack: Stack) -> openai.OpenAI:
+def client(stack: Stack) -> Iterator[openai.OpenAI]:
     # No retries: the tests check the first answer, 503s included.
-    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    with openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0) as c:
+        yield c
