@@ -19,14 +19,13 @@ run: setup
 	@python -m gateway.procfile --config $(MLX_GATEWAY_CONFIG) > run/Procfile
 	honcho --procfile run/Procfile --app-root . start
 
-test: setup
-	ruff check .
-	ruff format --check .
+test: check
 	python -m pytest $(PYTEST_ARGS)
 
 check: setup
 	ruff check .
 	ruff format --check .
+	mypy
 
 bench: setup
 	python bench/llm_streams.py

@@ -75,7 +75,8 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
     message = exc.detail if exc.status_code != 404 else f"no route for {request.url.path}"
-    return APIError(exc.status_code, message, code=code, headers=exc.headers).response()
+    headers = dict(exc.headers) if exc.headers else None
+    return APIError(exc.status_code, message, code=code, headers=headers).response()
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:

@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import structlog
 import zmq
@@ -199,7 +200,7 @@ class WorkerClient:
         consume the edge-triggered readiness of the socket's fd, and only the
         asyncio socket knows to re-check for its waiting receive.
         """
-        sent = self._sock.send(frame, zmq.NOBLOCK)
+        sent = cast("asyncio.Future[object]", self._sock.send(frame, zmq.NOBLOCK))
         return sent.done() and sent.exception() is None
 
     def _fail_all(self, status: int, code: str, message: str) -> None:

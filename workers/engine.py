@@ -40,4 +40,7 @@ class Engine(Protocol):
     def step(self, budget_s: float) -> Events:
         """Advance every job for about ``budget_s`` seconds; report what happened."""
 
+    def reset(self) -> None:
+        """Drop every job (after a failed step) and be ready for new ones."""
+
     def stats(self) -> WorkerStats: ...

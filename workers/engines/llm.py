@@ -70,7 +70,7 @@ class _Sequence:
     pending_tokens: int = 0
     # In the batch: its BatchGenerator uid. Solo: its generate_step and cache.
     uid: int | None = None
-    solo: Generator[tuple[int, mx.array], None, None] | None = None
+    solo: Generator[tuple[Any, mx.array], None, None] | None = None
     cache: list[Any] | None = None
 
 
@@ -91,7 +91,7 @@ class LLMEngine:
     # --- lifecycle ----------------------------------------------------------
 
     def load(self) -> None:
-        model, tokenizer, config = load_model(
+        model, tokenizer, config = load_model(  # type: ignore[misc]
             local_or_hub(self.config),
             return_config=True,
             tokenizer_config={"trust_remote_code": self.options.trust_remote_code},
