@@ -10,7 +10,14 @@ from starlette.responses import Response
 
 from gateway.body import decode_json
 from gateway.errors import APIError
-from gateway.generation import now, reject_unsupported, response_id, sampling_params, usage_of
+from gateway.generation import (
+    now,
+    reject_unsupported,
+    response_id,
+    sampling_params,
+    usage_of,
+    wants_usage_chunk,
+)
 from gateway.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -38,19 +45,12 @@ async def chat_completions(request: Request) -> Response:
     body = await decode_json(request, ChatCompletionRequest)
     worker = request.app.state.registry.resolve(body.model)
     reject_unsupported(n=body.n != 1, logprobs=body.logprobs)
-    params = sampling_params(
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        stop=body.stop,
-    )
+    params = sampling_params(body, max_tokens=body.max_completion_tokens or body.max_tokens)
     messages = [_to_protocol(i, m) for i, m in enumerate(body.messages)]
     stream = worker.submit(ChatJob(worker.new_job_id(), messages, params))
     model = worker.model.name
     if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return sse_response(_chunks(stream, model, include_usage))
+        return sse_response(_chunks(stream, model, wants_usage_chunk(body)))
     try:
         text, finished = await collect_while_connected(request, stream)
     except ClientGone:

@@ -11,7 +11,14 @@ from starlette.responses import Response
 
 from gateway.body import decode_json
 from gateway.errors import APIError
-from gateway.generation import now, reject_unsupported, response_id, sampling_params, usage_of
+from gateway.generation import (
+    now,
+    reject_unsupported,
+    response_id,
+    sampling_params,
+    usage_of,
+    wants_usage_chunk,
+)
 from gateway.schemas import Completion, CompletionChoice, CompletionRequest
 from gateway.streaming import (
     SSE_DONE,
@@ -31,18 +38,11 @@ async def completions(request: Request) -> Response:
     reject_unsupported(
         n=body.n != 1, echo=body.echo, logprobs=body.logprobs is not None, suffix=body.suffix
     )
-    params = sampling_params(
-        max_tokens=body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        stop=body.stop,
-    )
+    params = sampling_params(body, max_tokens=body.max_tokens)
     stream = worker.submit(CompletionJob(worker.new_job_id(), _single_prompt(body.prompt), params))
     model = worker.model.name
     if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return sse_response(_chunks(stream, model, include_usage))
+        return sse_response(_chunks(stream, model, wants_usage_chunk(body)))
     try:
         text, finished = await collect_while_connected(request, stream)
     except ClientGone:

@@ -6,26 +6,26 @@ import time
 import uuid
 
 from gateway.errors import APIError
-from gateway.schemas import Usage
+from gateway.schemas import ChatCompletionRequest, CompletionRequest, Usage
 from protocol.messages import Finished, SamplingParams
 
 
 def sampling_params(
-    *,
-    max_tokens: int | None,
-    temperature: float | None,
-    top_p: float | None,
-    seed: int | None,
-    stop: str | list[str] | None,
+    body: ChatCompletionRequest | CompletionRequest, max_tokens: int | None
 ) -> SamplingParams:
     # OpenAI's defaults: temperature 1, top_p 1.
+    stop = body.stop
     return SamplingParams(
         max_tokens=max_tokens,
-        temperature=1.0 if temperature is None else temperature,
-        top_p=1.0 if top_p is None else top_p,
-        seed=seed,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        seed=body.seed,
         stop=[stop] if isinstance(stop, str) else list(stop or []),
     )
+
+
+def wants_usage_chunk(body: ChatCompletionRequest | CompletionRequest) -> bool:
+    return body.stream_options is not None and body.stream_options.include_usage
 
 
 def reject_unsupported(**fields: object) -> None:

@@ -8,6 +8,7 @@ leaving early (client gone) cancels the job in the worker, freeing its slot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -62,9 +63,11 @@ async def collect_while_connected(request: Request, stream: JobStream) -> tuple[
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        gone.cancel()
         if not work.done():
             work.cancel()  # collect's finally cancels the job in the worker
-        gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
     if work.cancelled():
         raise ClientGone
     return work.result()

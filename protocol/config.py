@@ -7,6 +7,7 @@ file's folder, so a config works from any working directory.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -96,6 +97,18 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             model.path = str(local.resolve())
     _check_unique(config)
     return config
+
+
+def model_from_command_line(
+    description: str | None, argv: list[str] | None = None
+) -> tuple[Config, ModelConfig]:
+    """``--model NAME [--config FILE]``: the command line of a model's processes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", required=True, help="model name from the config")
+    parser.add_argument("--config", default=None, help="config file (default $MLX_GATEWAY_CONFIG)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    return config, config.model(args.model)
 
 
 def _check_unique(config: Config) -> None:

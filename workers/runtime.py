@@ -116,8 +116,14 @@ class WorkerRuntime:
                 if self._engine is not None and self._engine.has_work():
                     self._step(sock)
                 self._steps += 1
+            if self._drain_deadline is not None:
+                # Jobs that were on their way when the drain began get a clear
+                # 503 rather than a dropped connection; so do jobs still running
+                # at the drain deadline.
+                self._receive_all(sock)
+                self._fail_running(sock, f"model {self.model.name!r} was restarted")
         finally:
-            sock.close(linger=0)
+            sock.close(linger=500)
         log.info("stopped", model=self.model.name)
 
     def _receive_all(self, sock: zmq.Socket) -> None:
@@ -193,6 +199,15 @@ class WorkerRuntime:
         for failed_job in events.failed:
             self._events_for(by_owner, failed_job.id).failed.append(failed_job)
             self._owners.pop(failed_job.id, None)
+        for identity, batch in by_owner.items():
+            self._send(sock, identity, batch)
+
+    def _fail_running(self, sock: zmq.Socket, message: str) -> None:
+        by_owner: dict[bytes, Events] = {}
+        for job_id in self._owners:
+            failure = JobFailed(job_id, 503, "worker_stopped", message)
+            self._events_for(by_owner, job_id).failed.append(failure)
+        self._owners.clear()
         for identity, batch in by_owner.items():
             self._send(sock, identity, batch)
 

@@ -7,8 +7,6 @@ which process serves which model.
 
 from __future__ import annotations
 
-import argparse
-
 from workers.blas import preload_openblas
 
 preload_openblas()  # before anything imports mlx.core
@@ -16,19 +14,14 @@ preload_openblas()  # before anything imports mlx.core
 import setproctitle  # noqa: E402
 import structlog  # noqa: E402
 
-from protocol.config import load_config  # noqa: E402
+from protocol.config import model_from_command_line  # noqa: E402
 from protocol.logs import configure_logging  # noqa: E402
 from workers.engines import build_engine  # noqa: E402
 from workers.runtime import WorkerRuntime  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="model name from the config")
-    parser.add_argument("--config", default=None, help="config file (default $MLX_GATEWAY_CONFIG)")
-    args = parser.parse_args(argv)
-    config = load_config(args.config)
-    model = config.model(args.model)
+    _, model = model_from_command_line(__doc__, argv)
     setproctitle.setproctitle(f"mlx-gateway worker {model.name} ({model.family})")
     configure_logging(f"worker:{model.name}")
     structlog.get_logger().info("starting", model=model.name, path=model.path)

@@ -11,7 +11,6 @@ drains its running requests first), then the supervisor.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -23,7 +22,7 @@ import setproctitle
 import structlog
 import zmq
 
-from protocol.config import ModelConfig, load_config
+from protocol.config import ModelConfig, model_from_command_line
 from protocol.framing import supervisor_codec
 from protocol.logs import configure_logging
 from protocol.messages import SupervisorState, SupervisorStatus
@@ -156,12 +155,7 @@ class Supervisor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="model name from the config")
-    parser.add_argument("--config", default=None, help="config file (default $MLX_GATEWAY_CONFIG)")
-    args = parser.parse_args(argv)
-    config = load_config(args.config)
-    model = config.model(args.model)
+    config, model = model_from_command_line(__doc__, argv)
     setproctitle.setproctitle(f"mlx-gateway supervisor {model.name}")
     configure_logging(f"supervisor:{model.name}")
     supervisor = Supervisor(model, config.source, config.gateway.control_endpoint)

@@ -146,6 +146,7 @@ def test_sigterm_drains_a_worker_then_it_restarts(client: openai.OpenAI, stack: 
     )
     chunks = iter(stream)
     next(chunks)
+    stack.wait_until(lambda h: h["models"][QWEN]["active"] == 1, 5, "the stream to run")
     os.kill(pid, signal.SIGTERM)
     stack.wait_state(QWEN, "draining", timeout=5)
     with pytest.raises(openai.InternalServerError) as err:
