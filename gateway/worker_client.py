@@ -45,6 +45,8 @@ log = structlog.get_logger()
 
 JobEvent = Delta | Finished | JobFailed
 
+DISCONNECT_GRACE_S = 0.05
+
 
 class JobStream:
     """What one request receives from its worker, in order.
@@ -264,6 +266,10 @@ class WorkerClient:
                 self.pong = None
                 if was:
                     log.warning("worker disconnected", model=self.model.name)
+                # The monitor is a separate socket: its event can overtake the
+                # worker's last messages (a drained job's Finished), already
+                # queued on the data socket. Let the receive task take them first.
+                await asyncio.sleep(DISCONNECT_GRACE_S)
                 self._worker_lost("connection lost")
 
     async def _heartbeat(self) -> None:
