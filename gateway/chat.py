@@ -11,8 +11,8 @@ from starlette.responses import Response
 from gateway.body import decode_json
 from gateway.errors import APIError
 from gateway.generation import (
+    choice_params,
     now,
-    reject_unsupported,
     response_id,
     sampling_params,
     usage_of,
@@ -25,62 +25,98 @@ from gateway.schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessageIn,
+    ChoiceLogprobs,
     ChunkChoice,
     ChunkDelta,
     TextPart,
+    TokenLogprobOut,
+    TopLogprobOut,
 )
 from gateway.streaming import (
     SSE_DONE,
     ClientGone,
     collect_while_connected,
-    pieces,
+    merged_pieces,
     sse,
     sse_response,
 )
 from gateway.worker_client import JobStream
-from protocol.messages import ChatJob, ChatMessage
+from protocol.messages import ChatJob, ChatMessage, TokenLogprob
 
 
 async def chat_completions(request: Request) -> Response:
     body = await decode_json(request, ChatCompletionRequest)
     worker = request.app.state.registry.resolve(body.model)
-    reject_unsupported(n=body.n != 1, logprobs=body.logprobs)
-    params = sampling_params(body, max_tokens=body.max_completion_tokens or body.max_tokens)
+    if body.top_logprobs and not body.logprobs:
+        raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+    params = sampling_params(
+        body,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        logprobs=bool(body.logprobs),
+        top_logprobs=body.top_logprobs or 0,
+    )
     messages = [_to_protocol(i, m) for i, m in enumerate(body.messages)]
-    stream = worker.submit(ChatJob(worker.new_job_id(), messages, params))
+    streams = worker.submit_all(
+        [ChatJob(worker.new_job_id(), messages, p) for p in choice_params(params, body.n)]
+    )
     model = worker.model.name
     if body.stream:
-        return sse_response(_chunks(stream, model, wants_usage_chunk(body)))
+        return sse_response(_chunks(streams, model, wants_usage_chunk(body)))
     try:
-        text, finished = await collect_while_connected(request, stream)
+        outputs = await collect_while_connected(request, streams)
     except ClientGone:
         return Response(status_code=499)  # nobody is listening (nginx's "client closed")
+    choices = []
+    for index, out in enumerate(outputs):
+        assert out.finished is not None
+        logprobs = _logprobs(out.logprobs) if body.logprobs else None
+        choice = ChatChoice(index, AssistantMessage(out.text), out.finished.finish_reason, logprobs)
+        choices.append(choice)
     reply = ChatCompletion(
         id=response_id("chatcmpl"),
         created=now(),
         model=model,
-        choices=[ChatChoice(0, AssistantMessage(text), finished.finish_reason)],
-        usage=usage_of(finished),
+        choices=choices,
+        usage=usage_of([out.finished for out in outputs if out.finished]),
     )
     return Response(msgspec.json.encode(reply), media_type="application/json")
 
 
-async def _chunks(stream: JobStream, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+async def _chunks(
+    streams: list[JobStream], model: str, include_usage: bool
+) -> AsyncIterator[bytes]:
     cid, created = response_id("chatcmpl"), now()
 
-    def chunk(delta: ChunkDelta, finish_reason: str | None = None) -> bytes:
-        choice = ChunkChoice(0, delta, finish_reason)
+    def chunk(choice: ChunkChoice) -> bytes:
         return sse(ChatCompletionChunk(cid, created, model, [choice]))
 
-    yield chunk(ChunkDelta(role="assistant", content=""))
-    async for text, finished in pieces(stream):
-        if text:
-            yield chunk(ChunkDelta(content=text))
-        if finished is not None:
-            yield chunk(ChunkDelta(), finished.finish_reason)
-            if include_usage:
-                yield sse(ChatCompletionChunk(cid, created, model, [], usage=usage_of(finished)))
+    for index in range(len(streams)):
+        yield chunk(ChunkChoice(index, ChunkDelta(role="assistant", content="")))
+    finished = []
+    async for index, piece in merged_pieces(streams):
+        if piece.text or piece.logprobs:
+            logprobs = _logprobs(piece.logprobs) if piece.logprobs is not None else None
+            yield chunk(ChunkChoice(index, ChunkDelta(content=piece.text), None, logprobs))
+        if piece.finished is not None:
+            finished.append(piece.finished)
+            yield chunk(ChunkChoice(index, ChunkDelta(), piece.finished.finish_reason))
+    if include_usage:
+        yield sse(ChatCompletionChunk(cid, created, model, [], usage=usage_of(finished)))
     yield SSE_DONE
+
+
+def _logprobs(tokens: list[TokenLogprob] | None) -> ChoiceLogprobs:
+    return ChoiceLogprobs(
+        [
+            TokenLogprobOut(
+                t.token,
+                t.logprob,
+                t.bytes,
+                [TopLogprobOut(a.token, a.logprob, a.bytes) for a in t.top],
+            )
+            for t in tokens or ()
+        ]
+    )
 
 
 def _to_protocol(index: int, message: ChatMessageIn) -> ChatMessage:

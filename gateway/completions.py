@@ -12,6 +12,7 @@ from starlette.responses import Response
 from gateway.body import decode_json
 from gateway.errors import APIError
 from gateway.generation import (
+    choice_params,
     now,
     reject_unsupported,
     response_id,
@@ -19,53 +20,94 @@ from gateway.generation import (
     usage_of,
     wants_usage_chunk,
 )
-from gateway.schemas import Completion, CompletionChoice, CompletionRequest
+from gateway.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from gateway.streaming import (
     SSE_DONE,
     ClientGone,
     collect_while_connected,
-    pieces,
+    merged_pieces,
     sse,
     sse_response,
 )
 from gateway.worker_client import JobStream
-from protocol.messages import CompletionJob
+from protocol.messages import CompletionJob, TokenLogprob
 
 
 async def completions(request: Request) -> Response:
     body = await decode_json(request, CompletionRequest)
     worker = request.app.state.registry.resolve(body.model)
     reject_unsupported(
-        n=body.n != 1, echo=body.echo, logprobs=body.logprobs is not None, suffix=body.suffix
+        suffix=body.suffix,
+        best_of=body.best_of not in (None, 1, body.n),
+        # The prompt's own logprobs need a scoring pass the batch does not do.
+        echo=body.echo and body.logprobs is not None,
     )
-    params = sampling_params(body, max_tokens=body.max_tokens)
-    stream = worker.submit(CompletionJob(worker.new_job_id(), _single_prompt(body.prompt), params))
+    params = sampling_params(
+        body,
+        max_tokens=body.max_tokens,
+        logprobs=body.logprobs is not None,
+        top_logprobs=body.logprobs or 0,
+        echo=body.echo,
+    )
+    prompt = _single_prompt(body.prompt)
+    streams = worker.submit_all(
+        [CompletionJob(worker.new_job_id(), prompt, p) for p in choice_params(params, body.n)]
+    )
     model = worker.model.name
     if body.stream:
-        return sse_response(_chunks(stream, model, wants_usage_chunk(body)))
+        return sse_response(_chunks(streams, model, wants_usage_chunk(body)))
     try:
-        text, finished = await collect_while_connected(request, stream)
+        outputs = await collect_while_connected(request, streams)
     except ClientGone:
         return Response(status_code=499)  # nobody is listening (nginx's "client closed")
+    choices = []
+    for index, out in enumerate(outputs):
+        assert out.finished is not None
+        logprobs = _logprobs(out.logprobs, 0) if out.logprobs is not None else None
+        choices.append(CompletionChoice(index, out.text, out.finished.finish_reason, logprobs))
     reply = Completion(
         id=response_id("cmpl"),
         created=now(),
         model=model,
-        choices=[CompletionChoice(0, text, finished.finish_reason)],
-        usage=usage_of(finished),
+        choices=choices,
+        usage=usage_of([out.finished for out in outputs if out.finished]),
     )
     return Response(msgspec.json.encode(reply), media_type="application/json")
 
 
-async def _chunks(stream: JobStream, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+async def _chunks(
+    streams: list[JobStream], model: str, include_usage: bool
+) -> AsyncIterator[bytes]:
     cid, created = response_id("cmpl"), now()
-    async for text, finished in pieces(stream):
-        reason = finished.finish_reason if finished is not None else None
-        if text or reason:
-            yield sse(Completion(cid, created, model, [CompletionChoice(0, text, reason)]))
-        if finished is not None and include_usage:
-            yield sse(Completion(cid, created, model, [], usage=usage_of(finished)))
+    finished = []
+    offsets = [0] * len(streams)
+    async for index, piece in merged_pieces(streams):
+        reason = piece.finished.finish_reason if piece.finished is not None else None
+        if piece.text or reason:
+            logprobs = None
+            if piece.logprobs is not None:
+                logprobs = _logprobs(piece.logprobs, offsets[index])
+            offsets[index] += len(piece.text)
+            choice = CompletionChoice(index, piece.text, reason, logprobs)
+            yield sse(Completion(cid, created, model, [choice]))
+        if piece.finished is not None:
+            finished.append(piece.finished)
+    if include_usage:
+        yield sse(Completion(cid, created, model, [], usage=usage_of(finished)))
     yield SSE_DONE
+
+
+def _logprobs(tokens: list[TokenLogprob], offset: int) -> CompletionLogprobs:
+    text_offset = []
+    for t in tokens:
+        text_offset.append(offset)
+        offset += len(t.token)
+    return CompletionLogprobs(
+        tokens=[t.token for t in tokens],
+        token_logprobs=[t.logprob for t in tokens],
+        top_logprobs=[{a.token: a.logprob for a in t.top} for t in tokens],
+        text_offset=text_offset,
+    )
 
 
 def _single_prompt(prompt: str | list[Any]) -> str | list[int]:

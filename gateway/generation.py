@@ -5,13 +5,20 @@ from __future__ import annotations
 import time
 import uuid
 
+import msgspec
+
 from gateway.errors import APIError
 from gateway.schemas import ChatCompletionRequest, CompletionRequest, Usage
 from protocol.messages import Finished, SamplingParams
 
 
 def sampling_params(
-    body: ChatCompletionRequest | CompletionRequest, max_tokens: int | None
+    body: ChatCompletionRequest | CompletionRequest,
+    *,
+    max_tokens: int | None,
+    logprobs: bool,
+    top_logprobs: int,
+    echo: bool = False,
 ) -> SamplingParams:
     # OpenAI's defaults: temperature 1, top_p 1.
     stop = body.stop
@@ -21,7 +28,33 @@ def sampling_params(
         top_p=1.0 if body.top_p is None else body.top_p,
         seed=body.seed,
         stop=[stop] if isinstance(stop, str) else list(stop or []),
+        top_k=body.top_k or 0,
+        min_p=body.min_p or 0.0,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
+        repetition_penalty=body.repetition_penalty or 1.0,
+        logit_bias=_logit_bias(body.logit_bias),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        echo=echo,
     )
+
+
+def choice_params(params: SamplingParams, n: int) -> list[SamplingParams]:
+    """One job per choice; with a seed, choice i samples with seed + i, so the
+    ``n`` choices differ yet the whole answer reproduces."""
+    if params.seed is None:
+        return [params] * n
+    return [msgspec.structs.replace(params, seed=params.seed + i) for i in range(n)]
+
+
+def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
+    try:
+        return {int(token): value for token, value in (bias or {}).items()}
+    except ValueError:
+        raise APIError(
+            400, "'logit_bias' keys must be token ids (integers as strings)", param="logit_bias"
+        ) from None
 
 
 def wants_usage_chunk(body: ChatCompletionRequest | CompletionRequest) -> bool:
@@ -35,9 +68,11 @@ def reject_unsupported(**fields: object) -> None:
             raise APIError(400, f"'{name}' is not supported by this server yet", param=name)
 
 
-def usage_of(finished: Finished) -> Usage:
-    u = finished.usage
-    return Usage(u.prompt_tokens, u.completion_tokens, u.prompt_tokens + u.completion_tokens)
+def usage_of(finished: list[Finished]) -> Usage:
+    """One request's usage over its choices: the prompt counts once (OpenAI's rule)."""
+    prompt = finished[0].usage.prompt_tokens if finished else 0
+    completion = sum(f.usage.completion_tokens for f in finished)
+    return Usage(prompt, completion, prompt + completion)
 
 
 def response_id(prefix: str) -> str:

@@ -16,6 +16,14 @@ Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, Meta(gt=0.0, le=1.0)]
 MaxTokens = Annotated[int, Meta(ge=1)]
 Stop = str | Annotated[list[str], Meta(max_length=4)] | None
+Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
+# Token id (as a string, JSON keys are strings) -> bias added to its logit.
+LogitBias = dict[str, Annotated[float, Meta(ge=-100.0, le=100.0)]]
+Choices = Annotated[int, Meta(ge=1, le=64)]
+# Extensions beyond OpenAI's fields (mlx-lm samplers): top_k, min_p, repetition_penalty.
+TopK = Annotated[int, Meta(ge=0)]
+MinP = Annotated[float, Meta(ge=0.0, le=1.0)]
+RepetitionPenalty = Annotated[float, Meta(gt=0.0)]
 
 
 class TextPart(msgspec.Struct, tag="text"):
@@ -55,9 +63,16 @@ class ChatCompletionRequest(msgspec.Struct):
     top_p: TopP | None = None
     seed: int | None = None
     stop: Stop = None
-    n: int = 1
+    n: Choices = 1
     logprobs: bool | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: LogitBias | None = None
     user: str | None = None
+    top_k: TopK | None = None
+    min_p: MinP | None = None
+    repetition_penalty: RepetitionPenalty | None = None
 
 
 class CompletionRequest(msgspec.Struct):
@@ -72,11 +87,18 @@ class CompletionRequest(msgspec.Struct):
     top_p: TopP | None = None
     seed: int | None = None
     stop: Stop = None
-    n: int = 1
+    n: Choices = 1
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: LogitBias | None = None
+    best_of: int | None = None
     suffix: str | None = None
     user: str | None = None
+    top_k: TopK | None = None
+    min_p: MinP | None = None
+    repetition_penalty: RepetitionPenalty | None = None
 
 
 # --- responses ----------------------------------------------------------------
@@ -94,11 +116,29 @@ class AssistantMessage(msgspec.Struct):
     refusal: None = None
 
 
+class TopLogprobOut(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprobOut(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprobOut]
+
+
+class ChoiceLogprobs(msgspec.Struct):
+    content: list[TokenLogprobOut] | None
+    refusal: None = None
+
+
 class ChatChoice(msgspec.Struct):
     index: int
     message: AssistantMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(msgspec.Struct):
@@ -120,7 +160,7 @@ class ChunkChoice(msgspec.Struct):
     index: int
     delta: ChunkDelta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct):
@@ -133,11 +173,20 @@ class ChatCompletionChunk(msgspec.Struct):
     usage: Usage | None = None
 
 
+class CompletionLogprobs(msgspec.Struct):
+    """The legacy completions shape: parallel lists."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+
 class CompletionChoice(msgspec.Struct):
     index: int
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(msgspec.Struct):

@@ -1,8 +1,8 @@
 """Turning a worker's job events into response text, streamed or collected.
 
-Shared by chat and text completions: the job's events become ``(text,
-finished)`` pieces, a failure or timeout becomes an :class:`APIError`, and
-leaving early (client gone) cancels the job in the worker, freeing its slot.
+Shared by chat and text completions: the job's events become :class:`Piece`
+objects, a failure or timeout becomes an :class:`APIError`, and leaving early
+(client gone) cancels the job in the worker, freeing its slot.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import msgspec
 from starlette.requests import Request
@@ -17,55 +18,101 @@ from starlette.responses import StreamingResponse
 
 from gateway.errors import APIError
 from gateway.worker_client import JobStream
-from protocol.messages import Delta, Finished, JobFailed
+from protocol.messages import Delta, Finished, JobFailed, TokenLogprob
 
 SSE_DONE = b"data: [DONE]\n\n"
 
 
-async def pieces(stream: JobStream) -> AsyncIterator[tuple[str, Finished | None]]:
-    """Yield the job's text as it arrives; the last piece carries its Finished."""
+@dataclass
+class Piece:
+    """Text a job produced since the last piece; ``finished`` on its last."""
+
+    text: str
+    logprobs: list[TokenLogprob] | None
+    finished: Finished | None
+
+
+async def pieces(stream: JobStream) -> AsyncIterator[Piece]:
+    """Yield the job's output as it arrives; the last piece carries its Finished."""
     try:
         while True:
             batch = await stream.next_batch()
             end = batch[-1]
             if isinstance(end, JobFailed):
-                raise APIError(end.status, end.message, code=end.code)
-            text = "".join(e.text for e in batch if isinstance(e, Delta | Finished))
+                raise APIError(end.status, end.message, code=end.code, param=end.param)
+            outputs = [e for e in batch if isinstance(e, Delta | Finished)]
+            logprobs = None
+            if any(e.logprobs is not None for e in outputs):
+                logprobs = [lp for e in outputs for lp in e.logprobs or ()]
             finished = end if isinstance(end, Finished) else None
-            yield text, finished
+            yield Piece("".join(e.text for e in outputs), logprobs, finished)
             if finished is not None:
                 return
     finally:
         stream.close()
 
 
-async def collect(stream: JobStream) -> tuple[str, Finished]:
-    parts: list[str] = []
-    async for text, finished in pieces(stream):
-        parts.append(text)
-        if finished is not None:
-            return "".join(parts), finished
-    raise AssertionError("pieces() ends with a Finished or raises")
+async def merged_pieces(streams: list[JobStream]) -> AsyncIterator[tuple[int, Piece]]:
+    """The pieces of several jobs (the ``n`` choices of one request) as they come."""
+    if len(streams) == 1:
+        async for piece in pieces(streams[0]):
+            yield 0, piece
+        return
+    queue: asyncio.Queue[tuple[int, Piece | APIError]] = asyncio.Queue()
+
+    async def pump(index: int, stream: JobStream) -> None:
+        try:
+            async for piece in pieces(stream):
+                queue.put_nowait((index, piece))
+        except APIError as exc:
+            queue.put_nowait((index, exc))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    running = len(streams)
+    try:
+        while running:
+            index, item = await queue.get()
+            if isinstance(item, APIError):
+                raise item
+            yield index, item
+            running -= item.finished is not None
+    finally:
+        for task in tasks:
+            task.cancel()  # each pump's pieces() closes (and so cancels) its job
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def collect(streams: list[JobStream]) -> list[Piece]:
+    """Every job's whole output, in the order of ``streams``."""
+    texts: list[list[str]] = [[] for _ in streams]
+    logprobs: list[list[TokenLogprob] | None] = [None for _ in streams]
+    done: list[Finished | None] = [None for _ in streams]
+    async for index, piece in merged_pieces(streams):
+        texts[index].append(piece.text)
+        if piece.logprobs is not None:
+            logprobs[index] = (logprobs[index] or []) + piece.logprobs
+        done[index] = piece.finished
+    return [Piece("".join(t), lp, f) for t, lp, f in zip(texts, logprobs, done, strict=True)]
 
 
 class ClientGone(Exception):
     """The client disconnected before a non-streamed answer was ready."""
 
 
-async def collect_while_connected(request: Request, stream: JobStream) -> tuple[str, Finished]:
-    """:func:`collect`, but cancel the job as soon as the client disconnects.
+async def collect_while_connected(request: Request, streams: list[JobStream]) -> list[Piece]:
+    """:func:`collect`, but cancel the jobs as soon as the client disconnects.
 
     The body has been read, so the next ASGI ``receive`` only returns when the
     client goes away (``http.disconnect``).
     """
-    work = asyncio.ensure_future(collect(stream))
+    work = asyncio.ensure_future(collect(streams))
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
         if not work.done():
-            work.cancel()  # collect's finally cancels the job in the worker
+            work.cancel()  # collect's pieces() cancel the jobs in the worker
             with contextlib.suppress(asyncio.CancelledError):
                 await work
     if work.cancelled():

@@ -173,9 +173,14 @@ class WorkerClient:
 
     def submit(self, job: Job) -> JobStream:
         """Send a job; raise 503 if the worker cannot take it, 429 if full."""
+        (stream,) = self.submit_all([job])
+        return stream
+
+    def submit_all(self, jobs: list[Job]) -> list[JobStream]:
+        """Send the jobs of one request (its ``n`` choices): all of them or none."""
         if self.state != "ready":
             raise APIError(503, self.unavailable_reason(), code="model_not_ready")
-        if len(self._jobs) >= self.model.max_pending:
+        if len(self._jobs) + len(jobs) > self.model.max_pending:
             raise APIError(
                 429,
                 f"model {self.model.name!r} has {len(self._jobs)} requests in flight "
@@ -183,12 +188,17 @@ class WorkerClient:
                 code="queue_full",
                 headers={"Retry-After": "1"},
             )
-        stream = JobStream(self, job.id, self.settings.request_timeout)
-        self._jobs[job.id] = stream
-        if not self._send_now(self._encoder.encode(job)):
-            del self._jobs[job.id]
-            raise APIError(503, self.unavailable_reason(), code="model_not_ready")
-        return stream
+        streams: list[JobStream] = []
+        for job in jobs:
+            stream = JobStream(self, job.id, self.settings.request_timeout)
+            self._jobs[job.id] = stream
+            if not self._send_now(self._encoder.encode(job)):
+                del self._jobs[job.id]
+                for sent in streams:
+                    sent.close()
+                raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+            streams.append(stream)
+        return streams
 
     def release(self, stream: JobStream, *, cancel: bool) -> None:
         if self._jobs.pop(stream.id, None) is not None and cancel:

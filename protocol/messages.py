@@ -38,6 +38,17 @@ class SamplingParams(msgspec.Struct, omit_defaults=True):
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = []
+    top_k: int = 0
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict[int, float] = {}
+    # Report each generated token's logprob, and the `top_logprobs` likeliest.
+    logprobs: bool = False
+    top_logprobs: int = 0
+    # Completions: the prompt's text comes first in the output.
+    echo: bool = False
 
 
 # --- gateway -> worker -------------------------------------------------------
@@ -83,12 +94,28 @@ class Usage(msgspec.Struct):
     completion_tokens: int
 
 
+class TopLogprob(msgspec.Struct, array_like=True):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(msgspec.Struct, array_like=True):
+    """One generated token: its text, logprob, UTF-8 bytes and the likeliest alternatives."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[TopLogprob] = []
+
+
 class Delta(msgspec.Struct, array_like=True):
     """New text of one job since the previous step (hot path: array-encoded)."""
 
     id: str
     text: str
     tokens: int
+    logprobs: list[TokenLogprob] | None = None
 
 
 class Finished(msgspec.Struct):
@@ -98,6 +125,7 @@ class Finished(msgspec.Struct):
     finish_reason: FinishReason
     usage: Usage
     text: str = ""
+    logprobs: list[TokenLogprob] | None = None
 
 
 class JobFailed(msgspec.Struct):
@@ -107,6 +135,7 @@ class JobFailed(msgspec.Struct):
     status: int
     code: str
     message: str
+    param: str | None = None
 
 
 class Events(msgspec.Struct, tag="events", omit_defaults=True):

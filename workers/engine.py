@@ -16,10 +16,18 @@ from protocol.messages import Events, Job, WorkerStats
 class JobError(Exception):
     """A job the engine refuses; becomes a :class:`~protocol.messages.JobFailed`."""
 
-    def __init__(self, message: str, *, status: int = 400, code: str = "invalid_request_error"):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: str = "invalid_request_error",
+        param: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
+        self.param = param
 
 
 class Engine(Protocol):

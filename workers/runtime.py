@@ -159,7 +159,7 @@ class WorkerRuntime:
         try:
             engine.submit(job)
         except JobError as exc:
-            self._fail(sock, identity, JobFailed(job.id, exc.status, exc.code, str(exc)))
+            self._fail(sock, identity, JobFailed(job.id, exc.status, exc.code, str(exc), exc.param))
             return
         except Exception as exc:  # noqa: BLE001 - a bad job must not kill the worker
             log.exception("submit failed", job=job.id)

@@ -36,7 +36,27 @@ def test_worker_that_failed_to_load_is_503_naming_the_cause(client: openai.OpenA
         ),
         ({"model": LLAMA, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-        ({"model": LLAMA, "messages": [{"role": "user", "content": "x"}], "n": 3}, "n"),
+        ({"model": LLAMA, "messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+        (
+            {"model": LLAMA, "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2},
+            "top_logprobs",
+        ),
+        (
+            {
+                "model": LLAMA,
+                "messages": [{"role": "user", "content": "x"}],
+                "logit_bias": {"a": 1},
+            },
+            "logit_bias",
+        ),
+        (
+            {
+                "model": LLAMA,
+                "messages": [{"role": "user", "content": "x"}],
+                "logit_bias": {"99999": 1},
+            },
+            "logit_bias",
+        ),
     ],
 )
 def test_invalid_request_is_400_naming_the_field(

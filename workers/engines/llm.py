@@ -31,11 +31,18 @@ from protocol.messages import (
     Events,
     Finished,
     Job,
+    TokenLogprob,
+    TopLogprob,
     Usage,
     WorkerStats,
 )
 from workers.engine import JobError
-from workers.engines.sampling import Sampler, request_sampler
+from workers.engines.sampling import (
+    LogitsProcessor,
+    Sampler,
+    request_logits_processors,
+    request_sampler,
+)
 from workers.engines.stops import StopStringMatcher
 from workers.weights import local_or_hub
 
@@ -61,6 +68,7 @@ class _Sequence:
     detokenizer: Any
     stops: StopStringMatcher
     sampler: Sampler
+    processors: list[LogitsProcessor]
     max_tokens: int
     tokens: list[int]  # prompt, then every generated token
     prompt_tokens: int
@@ -68,6 +76,9 @@ class _Sequence:
     sent_text: bool = False
     pending_text: list[str] = field(default_factory=list)
     pending_tokens: int = 0
+    # None: logprobs not asked for. Otherwise those of the pending tokens.
+    pending_logprobs: list[TokenLogprob] | None = None
+    top_logprobs: int = 0
     # In the batch: its BatchGenerator uid. Solo: its generate_step and cache.
     uid: int | None = None
     solo: Generator[tuple[Any, mx.array], None, None] | None = None
@@ -143,10 +154,14 @@ class LLMEngine:
             return tokenizer.encode(text, add_special_tokens=False)
         if isinstance(job.prompt, str):
             return tokenizer.encode(job.prompt)
-        vocab = self.model.args.vocab_size if hasattr(self.model, "args") else None
+        vocab = self._vocab_size()
         if vocab is not None and any(not 0 <= t < vocab for t in job.prompt):
             raise JobError(f"prompt token ids must be in [0, {vocab})")
         return list(job.prompt)
+
+    def _vocab_size(self) -> int | None:
+        args = getattr(self.model, "args", None)
+        return getattr(args, "vocab_size", None)
 
     def submit(self, job: Job) -> None:
         assert isinstance(job, ChatJob | CompletionJob)
@@ -161,15 +176,26 @@ class LLMEngine:
                 code="context_length_exceeded",
             )
         params = job.params
+        vocab = self._vocab_size()
+        if vocab is not None and any(not 0 <= t < vocab for t in params.logit_bias):
+            raise JobError(f"'logit_bias' token ids must be in [0, {vocab})", param="logit_bias")
         seq = _Sequence(
             job_id=job.id,
             detokenizer=self.tokenizer.detokenizer,
             stops=StopStringMatcher(params.stop),
-            sampler=request_sampler(params.temperature, params.top_p, params.seed),
+            sampler=request_sampler(params),
+            processors=request_logits_processors(params),
             max_tokens=min(params.max_tokens or self.options.default_max_tokens, room),
             tokens=tokens,
             prompt_tokens=len(tokens),
+            pending_logprobs=[] if params.logprobs else None,
+            top_logprobs=params.top_logprobs,
         )
+        if params.echo and isinstance(job, CompletionJob):
+            prompt = job.prompt
+            seq.pending_text.append(
+                prompt if isinstance(prompt, str) else self.tokenizer.decode(prompt)
+            )
         if self._solo is not None:
             self._move_solo_to_batch()
         if not self._jobs and len(tokens) <= self.options.prefill_step_size:
@@ -188,6 +214,7 @@ class LLMEngine:
             self.model,
             max_tokens=seq.max_tokens,
             sampler=seq.sampler,
+            logits_processors=seq.processors,
             prompt_cache=seq.cache,
         )
         self._solo = seq
@@ -223,6 +250,7 @@ class LLMEngine:
             caches=[cache] if cache is not None else None,
             all_tokens=[all_tokens] if all_tokens is not None else None,
             samplers=[seq.sampler],
+            logits_processors=[seq.processors],
         )
         seq.uid = uid
         self._batched[uid] = seq
@@ -260,23 +288,35 @@ class LLMEngine:
         for seq in self._jobs.values():
             if seq.pending_tokens:
                 events.deltas.append(
-                    Delta(seq.job_id, "".join(seq.pending_text), seq.pending_tokens)
+                    Delta(
+                        seq.job_id,
+                        "".join(seq.pending_text),
+                        seq.pending_tokens,
+                        self._take_logprobs(seq),
+                    )
                 )
                 seq.pending_text.clear()
                 seq.pending_tokens = 0
         return events
 
+    @staticmethod
+    def _take_logprobs(seq: _Sequence) -> list[TokenLogprob] | None:
+        if seq.pending_logprobs is None:
+            return None
+        taken, seq.pending_logprobs = seq.pending_logprobs, []
+        return taken
+
     def _step_solo(self, events: Events) -> bool:
         seq = self._solo
         assert seq is not None and seq.solo is not None
-        token, _ = next(seq.solo)
+        token, logprobs = next(seq.solo)
         seq.tokens.append(token)
         finish = None
         if token in self._eos:
             finish = "stop"
         elif seq.completion_tokens + 1 >= seq.max_tokens:
             finish = "length"
-        ended, first_text = self._accept(seq, token, finish, events)
+        ended, first_text = self._accept(seq, token, logprobs, finish, events)
         if ended:
             seq.solo.close()
             self._solo = None
@@ -290,7 +330,7 @@ class LLMEngine:
             seq = self._batched.get(r.uid)
             if seq is None:
                 continue
-            ended, first = self._accept(seq, r.token, r.finish_reason, events)
+            ended, first = self._accept(seq, r.token, r.logprobs, r.finish_reason, events)
             first_text |= first
             if ended:
                 del self._batched[r.uid]
@@ -301,7 +341,12 @@ class LLMEngine:
         return first_text
 
     def _accept(
-        self, seq: _Sequence, token: int, finish_reason: str | None, events: Events
+        self,
+        seq: _Sequence,
+        token: int,
+        logprobs: mx.array,
+        finish_reason: str | None,
+        events: Events,
     ) -> tuple[bool, bool]:
         """One new token of ``seq``: returns (the job ended, its first text appeared)."""
         seq.completion_tokens += 1
@@ -309,6 +354,8 @@ class LLMEngine:
         self._stats.generation_tokens += 1
         if finish_reason != "stop":  # an EOS token is not part of the text
             seq.detokenizer.add_token(token)
+            if seq.pending_logprobs is not None:
+                seq.pending_logprobs.append(self._logprob(token, logprobs, seq.top_logprobs))
         if finish_reason is not None:
             seq.detokenizer.finalize()
         text, hit_stop = seq.stops.feed(seq.detokenizer.last_segment)
@@ -329,9 +376,27 @@ class LLMEngine:
                 finish_reason=finish_reason,  # type: ignore[arg-type]
                 usage=Usage(seq.prompt_tokens, seq.completion_tokens),
                 text="".join(seq.pending_text),
+                logprobs=self._take_logprobs(seq),
             )
         )
         return True, first_text
+
+    def _logprob(self, token: int, logprobs: mx.array, top: int) -> TokenLogprob:
+        """OpenAI's view of a token: its own text and bytes, not the byte-level symbol."""
+        logprobs = logprobs.reshape(-1)
+        alternatives: list[TopLogprob] = []
+        if top > 0:
+            ids = mx.argpartition(-logprobs, kth=top - 1)[:top]
+            values = logprobs[ids]
+            order = mx.argsort(-values)
+            ranked: list[int] = ids[order].tolist()  # type: ignore[assignment]
+            scores: list[float] = values[order].tolist()  # type: ignore[assignment]
+            for i, value in zip(ranked, scores, strict=True):
+                text = self.tokenizer.decode([i])
+                alternatives.append(TopLogprob(text, value, list(text.encode())))
+        text = self.tokenizer.decode([token])
+        chosen = float(logprobs[token].item())  # type: ignore[arg-type]
+        return TokenLogprob(text, chosen, list(text.encode()), alternatives)
 
     def stats(self) -> WorkerStats:
         self._stats.active = len(self._jobs)
