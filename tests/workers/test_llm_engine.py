@@ -82,6 +82,20 @@ def test_a_solo_sequence_moves_into_the_batch_without_changing_its_text(
     assert done.usage.completion_tokens == 40 and done.finish_reason == "length"
 
 
+def test_a_seeded_solo_sequence_keeps_its_draws_when_it_joins_the_batch(
+    engine: LLMEngine,
+) -> None:
+    params = SamplingParams(max_tokens=30, temperature=1.0, seed=5)
+    engine.submit(CompletionJob("alone", "Once", params))
+    alone = text_of(run_to_end(engine), "alone")
+
+    engine.submit(CompletionJob("moved", "Once", params))
+    steps = [engine.step(0.0) for _ in range(4)]
+    engine.submit(CompletionJob("other", "Hi", SamplingParams(max_tokens=5, temperature=0)))
+    steps += run_to_end(engine)
+    assert text_of(steps, "moved") == alone
+
+
 def test_cancel_frees_the_slot(engine: LLMEngine) -> None:
     engine.submit(ChatJob("long", HI, SamplingParams(max_tokens=200, temperature=0)))
     engine.step(0.005)

@@ -40,10 +40,12 @@ from workers.engine import JobError
 from workers.engines.sampling import (
     LogitsProcessor,
     Sampler,
+    SeededSampler,
     request_logits_processors,
     request_sampler,
 )
 from workers.engines.stops import StopStringMatcher
+from workers.engines.token_bytes import token_bytes_reader, token_text
 from workers.weights import local_or_hub
 
 
@@ -110,6 +112,7 @@ class LLMEngine:
         self.model = model
         self.tokenizer = tokenizer
         self._eos = set(tokenizer.eos_token_ids)
+        self._token_bytes = token_bytes_reader(tokenizer)
         self.context_length = (
             self.options.context_length or config.get("max_position_embeddings") or 4096
         )
@@ -233,6 +236,8 @@ class LLMEngine:
             self._insert(seq, [seq.tokens], None)
         else:
             trim_prompt_cache(seq.cache, 1)
+            if isinstance(seq.sampler, SeededSampler):
+                seq.sampler.rewind()  # generate_step drew the next token already
             self._insert(seq, [seq.tokens[-1:]], seq.cache, all_tokens=seq.tokens[:-1])
         seq.solo = seq.cache = None
         self._solo = None
@@ -382,7 +387,7 @@ class LLMEngine:
         return True, first_text
 
     def _logprob(self, token: int, logprobs: mx.array, top: int) -> TokenLogprob:
-        """OpenAI's view of a token: its own text and bytes, not the byte-level symbol."""
+        """OpenAI's view of a token: its text and raw bytes, and the likeliest alternatives."""
         logprobs = logprobs.reshape(-1)
         alternatives: list[TopLogprob] = []
         if top > 0:
@@ -392,11 +397,11 @@ class LLMEngine:
             ranked: list[int] = ids[order].tolist()  # type: ignore[assignment]
             scores: list[float] = values[order].tolist()  # type: ignore[assignment]
             for i, value in zip(ranked, scores, strict=True):
-                text = self.tokenizer.decode([i])
-                alternatives.append(TopLogprob(text, value, list(text.encode())))
-        text = self.tokenizer.decode([token])
+                raw = self._token_bytes(i)
+                alternatives.append(TopLogprob(token_text(raw), value, list(raw)))
+        raw = self._token_bytes(token)
         chosen = float(logprobs[token].item())  # type: ignore[arg-type]
-        return TokenLogprob(text, chosen, list(text.encode()), alternatives)
+        return TokenLogprob(token_text(raw), chosen, list(raw), alternatives)
 
     def stats(self) -> WorkerStats:
         self._stats.active = len(self._jobs)

@@ -30,24 +30,39 @@ PENALTY_CONTEXT = 64
 
 def request_sampler(params: SamplingParams) -> Sampler:
     """Greedy for temperature 0 (mlx-lm's shared sampler, so the batch samples in one call)."""
-    temperature, top_p, min_p, top_k = params.temperature, params.top_p, params.min_p, params.top_k
-    if temperature == 0 or params.seed is None:
-        return make_sampler(temp=temperature, top_p=top_p, min_p=min_p, top_k=top_k)
-    key = mx.random.key(params.seed)
-    inv_temp = 1.0 / temperature
+    if params.temperature == 0 or params.seed is None:
+        return make_sampler(
+            temp=params.temperature, top_p=params.top_p, min_p=params.min_p, top_k=params.top_k
+        )
+    return SeededSampler(params)
 
-    def sample(logprobs: mx.array) -> mx.array:
-        nonlocal key
-        key, subkey = mx.random.split(key)
-        if 0 < top_p < 1.0:
-            logprobs = apply_top_p(logprobs, top_p)
-        if min_p > 0.0:
-            logprobs = apply_min_p(logprobs, min_p)
-        if top_k > 0:
-            logprobs = apply_top_k(logprobs, top_k)
-        return mx.random.categorical(logprobs * inv_temp, key=subkey)
 
-    return sample
+class SeededSampler:
+    """mlx-lm's filters, then a draw with this request's own PRNG key."""
+
+    def __init__(self, params: SamplingParams) -> None:
+        self._params = params
+        self._inv_temp = 1.0 / params.temperature
+        self._key = mx.random.key(params.seed or 0)
+        self._previous = self._key
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        p = self._params
+        self._previous = self._key
+        self._key, subkey = mx.random.split(self._key)
+        if 0 < p.top_p < 1.0:
+            logprobs = apply_top_p(logprobs, p.top_p)
+        if p.min_p > 0.0:
+            logprobs = apply_min_p(logprobs, p.min_p)
+        if p.top_k > 0:
+            logprobs = apply_top_k(logprobs, p.top_k)
+        return mx.random.categorical(logprobs * self._inv_temp, key=subkey)
+
+    def rewind(self) -> None:
+        """Forget the last draw: it was made ahead of time and thrown away
+        (a solo sequence moving into the batch), so the seed's sequence of
+        draws stays what it would have been."""
+        self._key = self._previous
 
 
 def request_logits_processors(params: SamplingParams) -> list[LogitsProcessor]:
