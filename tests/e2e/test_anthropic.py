@@ -1,0 +1,291 @@
+"""Anthropic's Messages API (POST /v1/messages), with the official anthropic SDK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import BROKEN, LLAMA, QWEN, QWEN_MAX_PENDING
+from tests.e2e.harness import Stack
+
+HI: list[Any] = [{"role": "user", "content": "Name a colour."}]
+# anthropic 2.x dropped temperature/top_p/top_k from its typed arguments (newer
+# Claude models reject them); the API field is still sent through extra_body.
+GREEDY = {"temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def claude(stack: Stack) -> Iterator[anthropic.Anthropic]:
+    # No retries: the tests check the first answer, 503s included.
+    with anthropic.Anthropic(base_url=stack.base_url, api_key="unused", max_retries=0) as c:
+        yield c
+
+
+def greedy(
+    claude: anthropic.Anthropic, model: str = LLAMA, **kwargs: Any
+) -> anthropic.types.Message:
+    kwargs.setdefault("messages", HI)
+    kwargs.setdefault("max_tokens", 20)
+    return claude.messages.create(model=model, extra_body=GREEDY, **kwargs)
+
+
+def text_of(message: anthropic.types.Message) -> str:
+    assert len(message.content) == 1
+    block = message.content[0]
+    assert block.type == "text"
+    return block.text
+
+
+@pytest.mark.parametrize("model", [LLAMA, QWEN])
+def test_message_has_anthropic_shape_and_usage(claude: anthropic.Anthropic, model: str) -> None:
+    message = claude.messages.create(model=model, messages=HI, max_tokens=12)
+    assert message.type == "message"
+    assert message.role == "assistant"
+    assert message.id.startswith("msg_")
+    assert message.model == model
+    assert isinstance(text_of(message), str)
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    assert message.stop_sequence is None
+    assert message.usage.input_tokens > 0
+    assert 1 <= message.usage.output_tokens <= 12
+
+
+def test_same_tokens_as_chat_completions(
+    claude: anthropic.Anthropic, client: openai.OpenAI
+) -> None:
+    """Both APIs become the same ChatJob: system first, then the turns."""
+    system, turns = "You are terse.", [*HI, {"role": "assistant", "content": "Red."}, *HI]
+    message = greedy(claude, QWEN, system=system, messages=turns, max_tokens=24)
+    chat = client.chat.completions.create(
+        model=QWEN,
+        messages=[{"role": "system", "content": system}, *turns],
+        max_tokens=24,
+        temperature=0,
+    )
+    assert text_of(message) == chat.choices[0].message.content
+    assert chat.usage is not None
+    assert message.usage.input_tokens == chat.usage.prompt_tokens
+    assert message.usage.output_tokens == chat.usage.completion_tokens
+
+
+def test_system_prompt_as_string_or_text_blocks(claude: anthropic.Anthropic) -> None:
+    as_string = greedy(claude, system="You are terse. Answer in one word.")
+    as_blocks = greedy(
+        claude,
+        system=[
+            {"type": "text", "text": "You are terse. "},
+            {"type": "text", "text": "Answer in one word.", "cache_control": {"type": "ephemeral"}},
+        ],
+    )
+    without = greedy(claude)
+    assert text_of(as_string) == text_of(as_blocks)
+    assert as_string.usage.input_tokens > without.usage.input_tokens
+
+
+def test_content_as_text_blocks_equals_a_string(claude: anthropic.Anthropic) -> None:
+    blocks = [{"type": "text", "text": "Name a "}, {"type": "text", "text": "colour."}]
+    as_blocks = greedy(claude, messages=[{"role": "user", "content": blocks}])
+    assert text_of(as_blocks) == text_of(greedy(claude))
+
+
+def test_stream_matches_non_streamed_text(claude: anthropic.Anthropic) -> None:
+    whole = greedy(claude, max_tokens=30)
+    with claude.messages.stream(
+        model=LLAMA, messages=HI, max_tokens=30, extra_body=GREEDY
+    ) as stream:
+        streamed = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert streamed == text_of(whole)
+    assert text_of(final) == text_of(whole)
+    assert final.id.startswith("msg_") and final.model == LLAMA
+    assert final.stop_reason == whole.stop_reason
+    assert final.usage.input_tokens == whole.usage.input_tokens
+    assert final.usage.output_tokens == whole.usage.output_tokens
+
+
+def test_stream_event_sequence_on_the_wire(stack: Stack) -> None:
+    body = {"model": LLAMA, "messages": HI, "max_tokens": 16, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{stack.base_url}/v1/messages", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        raw = r.read().decode()
+    events = []
+    for chunk in raw.split("\n\n"):
+        if not chunk:
+            continue
+        name_line, data_line = chunk.split("\n")
+        name, data = name_line.removeprefix("event: "), json.loads(data_line.removeprefix("data: "))
+        assert data["type"] == name  # every event is named after its payload's type
+        events.append(data)
+    names = [e["type"] for e in events]
+    deltas = names.count("content_block_delta")
+    assert deltas >= 1
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * deltas,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    start = events[0]["message"]
+    assert start["role"] == "assistant" and start["content"] == [] and start["model"] == LLAMA
+    assert start["stop_reason"] is None and "input_tokens" in start["usage"]
+    assert events[1] == {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    assert all(e["index"] == 0 and e["delta"]["type"] == "text_delta" for e in events[3:-3])
+    end = events[-2]
+    assert end["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
+    assert end["usage"]["output_tokens"] == 16 and end["usage"]["input_tokens"] > 0
+
+
+def test_max_tokens_stop_reason(claude: anthropic.Anthropic) -> None:
+    message = greedy(claude, max_tokens=5)
+    assert message.stop_reason == "max_tokens"
+    assert message.stop_sequence is None
+    assert message.usage.output_tokens == 5
+
+
+def test_stop_sequences_cut_the_text(claude: anthropic.Anthropic) -> None:
+    text = text_of(greedy(claude, max_tokens=30))
+    assert len(text) >= 6
+    stop = text[3:6]
+    cut = greedy(claude, max_tokens=30, stop_sequences=["never-generated", stop])
+    assert text_of(cut) == text[: text.index(stop)]
+    # The worker's Finished says "stop" for an end-of-sequence token and for a
+    # stop string alike, so the gateway does not claim which (see anthropic.py).
+    assert cut.stop_reason == "end_turn"
+    assert cut.stop_sequence is None
+
+
+def test_unknown_model_is_not_found(claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as err:
+        claude.messages.create(model="claude-17", messages=HI, max_tokens=4)
+    assert err.value.type == "not_found_error"
+    assert "claude-17" in (err.value.api_message or "")
+
+
+def test_worker_that_failed_to_load_is_503_naming_it(claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.InternalServerError) as err:
+        claude.messages.create(model=BROKEN, messages=HI, max_tokens=4)
+    assert err.value.status_code == 503
+    assert err.value.type == "overloaded_error"
+    assert BROKEN in (err.value.api_message or "")
+
+
+def test_full_queue_is_429_with_retry_after(claude: anthropic.Anthropic, stack: Stack) -> None:
+    streams = [
+        claude.messages.create(
+            model=QWEN, messages=HI, max_tokens=1000, stream=True, extra_body=GREEDY
+        )
+        for _ in range(QWEN_MAX_PENDING)
+    ]
+    try:
+        with pytest.raises(anthropic.RateLimitError) as err:
+            claude.messages.create(model=QWEN, messages=HI, max_tokens=2)
+        assert err.value.type == "rate_limit_error"
+        assert err.value.response.headers["retry-after"] == "1"
+    finally:
+        for stream in streams:
+            stream.close()
+    stack.wait_until(lambda h: h["models"][QWEN]["in_flight"] == 0, 5, "the streams to end")
+
+
+def test_error_mid_stream_is_an_error_event(claude: anthropic.Anthropic) -> None:
+    """A prompt over the context length fails in the worker, after the 200 went out."""
+    long = [{"role": "user", "content": "colour " * 3000}]  # QWEN's context is 2048
+    with (
+        pytest.raises(anthropic.APIStatusError) as err,
+        claude.messages.stream(model=QWEN, messages=long, max_tokens=4) as stream,
+    ):
+        stream.get_final_message()
+    assert err.value.type == "invalid_request_error"
+    assert "context length" in (err.value.api_message or "")
+
+
+def test_missing_max_tokens_is_400_naming_it(stack: Stack) -> None:
+    # Raw HTTP: the SDK itself refuses to send a request without max_tokens.
+    r = httpx.post(f"{stack.base_url}/v1/messages", json={"model": LLAMA, "messages": HI})
+    assert r.status_code == 400
+    body = r.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in body["error"]["message"]
+    assert r.headers["x-request-id"] == body["request_id"]
+
+
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
+DOC = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, IMAGE]}]},
+            "messages[0].content[1]",
+        ),
+        ({"messages": [{"role": "user", "content": [DOC]}]}, "messages[0].content[0]"),
+        (
+            {
+                "messages": [
+                    *HI,
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}],
+                    },
+                    {
+                        "role": "user",
+                        "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}],
+                    },
+                ]
+            },
+            "messages[1].content[0]",
+        ),
+        ({"tools": [{"name": "f", "input_schema": {"type": "object"}}]}, "tools"),
+        ({"tool_choice": {"type": "auto"}}, "tool_choice"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
+        ({"top_k": -1}, "top_k"),
+        ({"output_config": {"format": {"type": "json_schema", "schema": {}}}}, "output_config"),
+        ({"temperature": 1.5}, "temperature"),  # Anthropic's range is 0..1
+        ({"messages": [*HI, {"role": "assistant", "content": "Re"}]}, "messages[1].role"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+    ],
+)
+def test_unsupported_or_invalid_is_400_naming_the_field(
+    claude: anthropic.Anthropic, fields: dict[str, Any], named: str
+) -> None:
+    request: dict[str, Any] = {"model": LLAMA, "messages": HI, "max_tokens": 4}
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.create(**request, extra_body=fields)
+    assert err.value.type == "invalid_request_error"
+    assert named in (err.value.api_message or "")
+
+
+def test_top_k_is_honoured(claude: anthropic.Anthropic) -> None:
+    # Sampling at temperature 1 from the single likeliest token is greedy decoding.
+    top_1 = claude.messages.create(
+        model=QWEN, messages=HI, max_tokens=24, extra_body={"temperature": 1, "top_k": 1}
+    )
+    assert text_of(top_1) == text_of(greedy(claude, QWEN, max_tokens=24))
+
+
+def test_disabled_thinking_and_metadata_are_accepted(claude: anthropic.Anthropic) -> None:
+    message = greedy(
+        claude,
+        max_tokens=4,
+        thinking={"type": "disabled"},
+        metadata={"user_id": "u-1"},
+        output_config={"effort": "low"},
+    )
+    assert message.usage.output_tokens == 4
