@@ -54,7 +54,8 @@ class RequestIDMiddleware:
 
 
 class APIKeyMiddleware:
-    """When keys are configured, /v1/* needs ``Authorization: Bearer <key>``."""
+    """When keys are configured, /v1/* needs ``Authorization: Bearer <key>``
+    or, as Anthropic's clients send it, ``x-api-key: <key>``."""
 
     def __init__(self, app: ASGIApp, keys: list[str]) -> None:
         self.app = app
@@ -67,14 +68,15 @@ class APIKeyMiddleware:
             and scope["path"].startswith("/v1/")
             and scope["method"] != "OPTIONS"  # CORS preflights carry no credentials
         ):
-            auth = Headers(scope=scope).get("authorization", "")
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or not any(
-                secrets.compare_digest(token.strip().encode(), k) for k in self.keys
-            ):
+            headers = Headers(scope=scope)
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer":
+                token = headers.get("x-api-key", "")
+            if not any(secrets.compare_digest(token.strip().encode(), k) for k in self.keys):
                 response = APIError(
                     401,
-                    "Incorrect API key provided. Send 'Authorization: Bearer <key>'.",
+                    "Incorrect API key provided. "
+                    "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
                     code="invalid_api_key",
                 ).response()
                 await response(scope, receive, send)
