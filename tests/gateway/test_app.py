@@ -35,6 +35,24 @@ def test_missing_or_wrong_key_is_401(client: TestClient) -> None:
         assert r.json()["error"]["code"] == "invalid_api_key"
 
 
+def test_anthropic_x_api_key_header_is_accepted(client: TestClient) -> None:
+    body = {**CHAT, "max_tokens": 4}
+    r = client.post("/v1/messages", json=body, headers={"x-api-key": "sk-good"})
+    assert r.status_code == 503  # past auth: the model's worker is not running
+    assert r.json()["error"]["type"] == "overloaded_error"
+    r = client.post("/v1/messages", json=body, headers={"x-api-key": "sk-bad"})
+    assert r.status_code == 401
+    assert "x-api-key" in r.json()["error"]["message"]
+
+
+def test_anthropic_body_over_the_limit_is_413_in_anthropic_envelope(client: TestClient) -> None:
+    big = {**CHAT, "max_tokens": 4, "messages": [{"role": "user", "content": "x" * 2000}]}
+    r = client.post("/v1/messages", json=big, headers={"x-api-key": "sk-good"})
+    assert r.status_code == 413
+    assert r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "request_too_large"
+
+
 def test_health_needs_no_key(client: TestClient) -> None:
     assert client.get("/health").status_code == 200
 
