@@ -34,6 +34,7 @@ from protocol.messages import (
     Delta,
     Events,
     Finished,
+    Goodbye,
     Job,
     JobFailed,
     Ping,
@@ -45,7 +46,9 @@ log = structlog.get_logger()
 
 JobEvent = Delta | Finished | JobFailed
 
-DISCONNECT_GRACE_S = 0.05
+# How long a lost connection's requests wait for frames still queued behind
+# the disconnect event, unless the worker's Goodbye says nothing more is coming.
+DISCONNECT_GRACE_S = 0.3
 
 
 class JobStream:
@@ -107,6 +110,7 @@ class WorkerClient:
         self.pong: Pong | None = None
         self.last_pong = 0.0
         self.supervisor: SupervisorStatus | None = None
+        self._goodbye = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -237,6 +241,8 @@ class WorkerClient:
                     self._dispatch(message)
                 case Pong():
                     self._on_pong(message)
+                case Goodbye():
+                    self._goodbye.set()
 
     def _dispatch(self, events: Events) -> None:
         jobs = self._jobs
@@ -278,8 +284,11 @@ class WorkerClient:
                     log.warning("worker disconnected", model=self.model.name)
                 # The monitor is a separate socket: its event can overtake the
                 # worker's last messages (a drained job's Finished), already
-                # queued on the data socket. Let the receive task take them first.
-                await asyncio.sleep(DISCONNECT_GRACE_S)
+                # queued on the data socket. A clean exit ends with a Goodbye
+                # behind them; a crash has none, so wait a moment at most.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._goodbye.wait(), DISCONNECT_GRACE_S)
+                self._goodbye.clear()
                 self._worker_lost("connection lost")
 
     async def _heartbeat(self) -> None:

@@ -170,7 +170,14 @@ class Pong(msgspec.Struct, tag="pong"):
     error: str | None = None
 
 
-FromWorker = Events | Pong
+class Goodbye(msgspec.Struct, tag="goodbye"):
+    """The worker's last message before a clean exit: everything it owed has
+    been sent, so what is still in flight was lost, with no need to wait."""
+
+    instance: str
+
+
+FromWorker = Events | Pong | Goodbye
 
 
 # --- supervisor -> gateway ---------------------------------------------------

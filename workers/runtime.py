@@ -30,6 +30,7 @@ from protocol.messages import (
     ChatJob,
     CompletionJob,
     Events,
+    Goodbye,
     JobFailed,
     Ping,
     Pong,
@@ -60,6 +61,7 @@ class WorkerRuntime:
         self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._steps = 0
         self._owners: dict[str, bytes] = {}  # job id -> gateway socket identity
+        self._peers: set[bytes] = set()  # every gateway connection seen
         self._decoder = worker_codec()
         self._encoder = gateway_codec()
         self._stop = threading.Event()
@@ -116,12 +118,13 @@ class WorkerRuntime:
                 if self._engine is not None and self._engine.has_work():
                     self._step(sock)
                 self._steps += 1
-            if self._drain_deadline is not None:
-                # Jobs that were on their way when the drain began get a clear
-                # 503 rather than a dropped connection; so do jobs still running
-                # at the drain deadline.
-                self._receive_all(sock)
-                self._fail_running(sock, f"model {self.model.name!r} was restarted")
+            # Jobs that were on their way when the drain began get a clear 503
+            # rather than a dropped connection; so do jobs still running at the
+            # drain deadline (or at SIGINT). Then a Goodbye, after all of it.
+            self._receive_all(sock)
+            self._fail_running(sock, f"model {self.model.name!r} was stopped or restarted")
+            for peer in self._peers:
+                self._send(sock, peer, Goodbye(self.instance))
         finally:
             sock.close(linger=500)
         log.info("stopped", model=self.model.name)
@@ -140,6 +143,7 @@ class WorkerRuntime:
             except FrameError as exc:
                 log.error("dropped bad frame", error=str(exc))
                 continue
+            self._peers.add(identity)
             match message:
                 case Ping(seq=seq):
                     self._send(sock, identity, self._pong(seq))
@@ -236,6 +240,6 @@ class WorkerRuntime:
     def _fail(self, sock: zmq.Socket, identity: bytes, failure: JobFailed) -> None:
         self._send(sock, identity, Events(failed=[failure]))
 
-    def _send(self, sock: zmq.Socket, identity: bytes, message: Events | Pong) -> None:
+    def _send(self, sock: zmq.Socket, identity: bytes, message: Events | Pong | Goodbye) -> None:
         if identity:
             sock.send_multipart([identity, self._encoder.encode(message)], copy=False)

@@ -14,6 +14,7 @@ from protocol.messages import (
     Delta,
     Events,
     Finished,
+    Goodbye,
     JobFailed,
     Ping,
     Pong,
@@ -42,6 +43,7 @@ FROM_WORKER = [
     ),
     Events(),
     Pong(1, "123-abc", 123, "m", "llm", "ready", 99, WorkerStats(active=2), error=None),
+    Goodbye("123-abc"),
 ]
 
 
