@@ -134,16 +134,11 @@ async def _events(stream: JobStream, model: str) -> AsyncIterator[bytes]:
 
 
 def stop_reason(finished: Finished) -> tuple[StopReason, str | None]:
-    """Anthropic's ``stop_reason`` and ``stop_sequence`` for a finished job.
-
-    The worker's ``"stop"`` means an end-of-sequence token *or* one of the
-    stop strings, and :class:`Finished` does not say which, nor which string.
-    So a stop sequence is never claimed: ``end_turn`` with ``stop_sequence``
-    null, even when ``stop_sequences`` were given and one may have matched.
-    Naming a string the gateway cannot know would be a guess presented as fact.
-    """
+    """Anthropic's ``stop_reason`` and ``stop_sequence`` for a finished job."""
     if finished.finish_reason == "length":
         return "max_tokens", None
+    if finished.stop_sequence is not None:
+        return "stop_sequence", finished.stop_sequence
     return "end_turn", None
 
 

@@ -126,6 +126,8 @@ class Finished(msgspec.Struct):
     usage: Usage
     text: str = ""
     logprobs: list[TokenLogprob] | None = None
+    # The stop string that ended the job (finish_reason "stop"); None for EOS.
+    stop_sequence: str | None = None
 
 
 class JobFailed(msgspec.Struct):

@@ -162,10 +162,8 @@ def test_stop_sequences_cut_the_text(claude: anthropic.Anthropic) -> None:
     stop = text[3:6]
     cut = greedy(claude, max_tokens=30, stop_sequences=["never-generated", stop])
     assert text_of(cut) == text[: text.index(stop)]
-    # The worker's Finished says "stop" for an end-of-sequence token and for a
-    # stop string alike, so the gateway does not claim which (see anthropic.py).
-    assert cut.stop_reason == "end_turn"
-    assert cut.stop_sequence is None
+    assert cut.stop_reason == "stop_sequence"
+    assert cut.stop_sequence == stop
 
 
 def test_unknown_model_is_not_found(claude: anthropic.Anthropic) -> None:

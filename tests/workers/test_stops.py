@@ -40,3 +40,9 @@ def test_held_text_is_flushed_at_the_end() -> None:
 
 def test_earliest_of_several_stops_wins() -> None:
     assert feed_all(["yy", "x"], ["aayyx"]) == ("aa", True)
+
+
+def test_the_matched_stop_string_is_remembered() -> None:
+    matcher = StopStringMatcher(["yy", "x"])
+    matcher.feed("aayyx")
+    assert matcher.matched == "yy"

@@ -382,6 +382,7 @@ class LLMEngine:
                 usage=Usage(seq.prompt_tokens, seq.completion_tokens),
                 text="".join(seq.pending_text),
                 logprobs=self._take_logprobs(seq),
+                stop_sequence=seq.stops.matched,
             )
         )
         return True, first_text

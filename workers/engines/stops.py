@@ -12,14 +12,16 @@ class StopStringMatcher:
     def __init__(self, stops: list[str]) -> None:
         self._stops = [s for s in stops if s]
         self._held = ""
+        self.matched: str | None = None
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Add new text; return (text safe to emit, whether a stop string matched)."""
         if not self._stops:
             return text, False
         buffer = self._held + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self._stops if (i := buffer.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found)
             self._held = ""
             return buffer[:cut], True
         keep = self._longest_partial_suffix(buffer)
