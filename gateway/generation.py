@@ -8,7 +8,7 @@ import uuid
 import msgspec
 
 from gateway.errors import APIError
-from gateway.schemas import ChatCompletionRequest, CompletionRequest, Usage
+from gateway.schemas import ChatCompletionRequest, CompletionRequest, PromptTokensDetails, Usage
 from protocol.messages import Finished, SamplingParams
 
 
@@ -71,8 +71,9 @@ def reject_unsupported(**fields: object) -> None:
 def usage_of(finished: list[Finished]) -> Usage:
     """One request's usage over its choices: the prompt counts once (OpenAI's rule)."""
     prompt = finished[0].usage.prompt_tokens if finished else 0
+    cached = finished[0].usage.cached_tokens if finished else 0
     completion = sum(f.usage.completion_tokens for f in finished)
-    return Usage(prompt, completion, prompt + completion)
+    return Usage(prompt, completion, prompt + completion, PromptTokensDetails(cached))
 
 
 def response_id(prefix: str) -> str:

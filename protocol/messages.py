@@ -92,6 +92,8 @@ ToWorker = ChatJob | CompletionJob | Cancel | Ping
 class Usage(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
+    # Prompt tokens whose KV cache was reused from an earlier request.
+    cached_tokens: int = 0
 
 
 class TopLogprob(msgspec.Struct, array_like=True):

@@ -117,3 +117,17 @@ def test_same_seed_same_text(client: openai.OpenAI) -> None:
 
     assert sample(7) == sample(7)
     assert sample(7) != sample(8)
+
+
+def test_cached_tokens_grow_over_a_conversation(client: openai.OpenAI) -> None:
+    messages = [{"role": "system", "content": "You are a ship's log."}]
+    cached = []
+    for turn in range(4):
+        messages.append({"role": "user", "content": f"Entry {turn}: the wind, the waves."})
+        reply = client.chat.completions.create(
+            model=QWEN, messages=messages, max_tokens=8, temperature=0
+        )
+        messages.append({"role": "assistant", "content": reply.choices[0].message.content})
+        cached.append(reply.usage.prompt_tokens_details.cached_tokens)
+        assert cached[-1] < reply.usage.prompt_tokens
+    assert cached[1:] == sorted(cached[1:]) and cached[-1] > cached[1] > 0

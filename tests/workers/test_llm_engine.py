@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from protocol.config import ModelConfig
-from protocol.messages import ChatJob, ChatMessage, CompletionJob, Events, SamplingParams
+from protocol.messages import (
+    ChatJob,
+    ChatMessage,
+    CompletionJob,
+    Events,
+    Finished,
+    SamplingParams,
+)
 from workers.engine import JobError
 from workers.engines.llm import LLMEngine
 
@@ -141,3 +148,51 @@ def test_max_tokens_is_capped_to_the_context(engine: LLMEngine) -> None:
 def test_token_ids_outside_the_vocabulary_are_refused(engine: LLMEngine) -> None:
     with pytest.raises(JobError, match="token ids"):
         engine.submit(CompletionJob("bad", [10**6], SamplingParams()))
+
+
+def finished_of(steps: list[Events], job_id: str) -> Finished:
+    (done,) = [f for s in steps for f in s.finished if f.id == job_id]
+    return done
+
+
+def test_a_repeated_prompt_reuses_its_kv_cache_and_says_so(engine: LLMEngine) -> None:
+    prompt = "A prompt long enough to be worth caching, word after word after word."
+    params = SamplingParams(max_tokens=12, temperature=0)
+    engine.submit(CompletionJob("first", prompt, params))
+    first = run_to_end(engine)
+    engine.submit(CompletionJob("again", prompt, params))
+    again = run_to_end(engine)
+    n_prompt = finished_of(first, "first").usage.prompt_tokens
+    assert finished_of(first, "first").usage.cached_tokens == 0
+    assert finished_of(again, "again").usage.cached_tokens == n_prompt - 1
+    assert text_of(again, "again") == text_of(first, "first")
+
+
+def test_the_next_turn_only_prefills_its_new_tokens(engine: LLMEngine) -> None:
+    from mlx_lm import generate
+
+    turn1 = [ChatMessage("user", "Say something about rivers and the sea.")]
+    engine.submit(ChatJob("t1", turn1, SamplingParams(max_tokens=10, temperature=0)))
+    steps = run_to_end(engine)
+    turn2 = [*turn1, ChatMessage("assistant", text_of(steps, "t1")), ChatMessage("user", "More.")]
+    job = ChatJob("t2", turn2, SamplingParams(max_tokens=10, temperature=0))
+    tokens = engine.prompt_tokens(job)
+    engine.submit(job)
+    steps = run_to_end(engine)
+    done = finished_of(steps, "t2")
+    assert done.usage.cached_tokens >= cacheable_prefix(engine, turn1)
+    # Reusing the cache changes nothing in the output.
+    assert text_of(steps, "t2") == generate(engine.model, engine.tokenizer, tokens, max_tokens=10)
+
+
+def cacheable_prefix(engine: LLMEngine, messages: list[ChatMessage]) -> int:
+    return len(engine.prompt_tokens(ChatJob("n", messages, SamplingParams()))) - 1
+
+
+def test_batched_sequences_are_cached_too(engine: LLMEngine) -> None:
+    params = SamplingParams(max_tokens=8, temperature=0)
+    for i in range(2):
+        engine.submit(CompletionJob(f"b{i}", f"Batched prompt number {i} goes here", params))
+    run_to_end(engine)
+    engine.submit(CompletionJob("b1-again", "Batched prompt number 1 goes here", params))
+    assert finished_of(run_to_end(engine), "b1-again").usage.cached_tokens > 0

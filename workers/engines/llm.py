@@ -20,7 +20,12 @@ from typing import Any
 import mlx.core as mx
 import msgspec
 from mlx_lm.generate import BatchGenerator, generate_step
-from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+from mlx_lm.models.cache import (
+    LRUPromptCache,
+    can_trim_prompt_cache,
+    make_prompt_cache,
+    trim_prompt_cache,
+)
 from mlx_lm.utils import load as load_model
 
 from protocol.config import ModelConfig
@@ -62,6 +67,12 @@ class LLMOptions(msgspec.Struct, forbid_unknown_fields=True):
     # Defaults to the model config's max_position_embeddings.
     context_length: int | None = None
     trust_remote_code: bool = False
+    # Prefix cache: KV caches of finished sequences, reused by later prompts
+    # that start the same way (a conversation's next turn), within this budget.
+    prompt_cache_bytes: int = 1 << 30
+    prompt_cache_entries: int = 64
+    # BLAS threads of the model process (read by its supervisor).
+    blas_threads: int = 1
 
 
 @dataclass
@@ -74,6 +85,7 @@ class _Sequence:
     max_tokens: int
     tokens: list[int]  # prompt, then every generated token
     prompt_tokens: int
+    cached_tokens: int  # the prompt's prefix that came from the prefix cache
     completion_tokens: int = 0
     sent_text: bool = False
     pending_text: list[str] = field(default_factory=list)
@@ -112,6 +124,9 @@ class LLMEngine:
         self.model = model
         self.tokenizer = tokenizer
         self._eos = set(tokenizer.eos_token_ids)
+        self._prefix_cache = LRUPromptCache(
+            max_size=self.options.prompt_cache_entries, max_bytes=self.options.prompt_cache_bytes
+        )
         self._token_bytes = token_bytes_reader(tokenizer)
         self.context_length = (
             self.options.context_length or config.get("max_position_embeddings") or 4096
@@ -191,9 +206,11 @@ class LLMEngine:
             max_tokens=min(params.max_tokens or self.options.default_max_tokens, room),
             tokens=tokens,
             prompt_tokens=len(tokens),
+            cached_tokens=0,
             pending_logprobs=[] if params.logprobs else None,
             top_logprobs=params.top_logprobs,
         )
+        cache = self._cached_prefix(seq)
         if params.echo and isinstance(job, CompletionJob):
             prompt = job.prompt
             seq.pending_text.append(
@@ -201,19 +218,46 @@ class LLMEngine:
             )
         if self._solo is not None:
             self._move_solo_to_batch()
-        if not self._jobs and len(tokens) <= self.options.prefill_step_size:
-            self._start_solo(seq)
+        if not self._jobs and len(tokens) - seq.cached_tokens <= self.options.prefill_step_size:
+            self._start_solo(seq, cache)
         else:
-            self._insert(seq, [tokens], None)
+            self._insert_prompt(seq, cache)
         self._jobs[job.id] = seq
         self._stats.prompt_tokens += len(tokens)
 
-    def _start_solo(self, seq: _Sequence) -> None:
-        # The prompt fits one prefill chunk, so the first step blocks no longer
-        # than a batch's prefill step would.
-        seq.cache = make_prompt_cache(self.model)
+    def _cached_prefix(self, seq: _Sequence) -> list[Any] | None:
+        """A copy of the KV cache of the longest cached prefix of the prompt.
+
+        At least the prompt's last token is always left to feed: it is what
+        makes the first new token.
+        """
+        cache, rest = self._prefix_cache.fetch_nearest_cache(self.config.name, seq.tokens)
+        if cache is None:
+            return None
+        if not rest:
+            if not can_trim_prompt_cache(cache):
+                return None
+            trim_prompt_cache(cache, 1)
+            rest = seq.tokens[-1:]
+        seq.cached_tokens = len(seq.tokens) - len(rest)
+        return cache
+
+    def _remember(self, tokens: list[int], cache: list[Any]) -> None:
+        """Keep a finished sequence's KV cache for prompts that extend it."""
+        if tokens:
+            self._prefix_cache.insert_cache(self.config.name, tokens, cache)
+
+    def _insert_prompt(self, seq: _Sequence, cache: list[Any] | None) -> None:
+        cached = seq.cached_tokens
+        all_tokens = seq.tokens[:cached] if cache is not None else None
+        self._insert(seq, [seq.tokens[cached:]], cache, all_tokens=all_tokens)
+
+    def _start_solo(self, seq: _Sequence, cache: list[Any] | None) -> None:
+        # The prompt's new part fits one prefill chunk, so the first step
+        # blocks no longer than a batch's prefill step would.
+        seq.cache = cache if cache is not None else make_prompt_cache(self.model)
         seq.solo = generate_step(
-            mx.array(seq.tokens),
+            mx.array(seq.tokens[seq.cached_tokens :]),
             self.model,
             max_tokens=seq.max_tokens,
             sampler=seq.sampler,
@@ -232,8 +276,8 @@ class LLMEngine:
         seq = self._solo
         assert seq is not None and seq.solo is not None and seq.cache is not None
         seq.solo.close()
-        if seq.completion_tokens == 0:  # not started yet: a plain batch entry
-            self._insert(seq, [seq.tokens], None)
+        if seq.completion_tokens == 0:  # not started yet: its prompt as it was
+            self._insert_prompt(seq, seq.cache if seq.cached_tokens else None)
         else:
             trim_prompt_cache(seq.cache, 1)
             if isinstance(seq.sampler, SeededSampler):
@@ -325,6 +369,10 @@ class LLMEngine:
         if ended:
             seq.solo.close()
             self._solo = None
+            # The cache holds every token generate_step has fed, in order.
+            fed = getattr(seq.cache[0], "offset", None) if seq.cache else None
+            if isinstance(fed, int):
+                self._remember(seq.tokens[:fed], seq.cache)  # type: ignore[arg-type]
         return first_text
 
     def _step_batch(self, events: Events) -> bool:
@@ -341,8 +389,12 @@ class LLMEngine:
                 del self._batched[r.uid]
                 if r.finish_reason is None:  # a stop string: the generator goes on
                     stopped.append(r.uid)
+                else:
+                    self._remember(r.all_tokens, r.prompt_cache)
         if stopped:
-            self.generator.remove(stopped)
+            caches = self.generator.remove(stopped, return_prompt_caches=True)
+            for cache, tokens in caches.values():
+                self._remember(tokens, cache)
         return first_text
 
     def _accept(
@@ -379,7 +431,7 @@ class LLMEngine:
             Finished(
                 id=seq.job_id,
                 finish_reason=finish_reason,  # type: ignore[arg-type]
-                usage=Usage(seq.prompt_tokens, seq.completion_tokens),
+                usage=Usage(seq.prompt_tokens, seq.completion_tokens, seq.cached_tokens),
                 text="".join(seq.pending_text),
                 logprobs=self._take_logprobs(seq),
                 stop_sequence=seq.stops.matched,
