@@ -70,7 +70,8 @@ async def chat_completions(request: Request) -> Response:
     for index, out in enumerate(outputs):
         assert out.finished is not None
         logprobs = _logprobs(out.logprobs) if body.logprobs else None
-        choice = ChatChoice(index, AssistantMessage(out.text), out.finished.finish_reason, logprobs)
+        message = AssistantMessage(out.text, reasoning_content=out.reasoning or None)
+        choice = ChatChoice(index, message, out.finished.finish_reason, logprobs)
         choices.append(choice)
     reply = ChatCompletion(
         id=response_id("chatcmpl"),
@@ -94,6 +95,8 @@ async def _chunks(
         yield chunk(ChunkChoice(index, ChunkDelta(role="assistant", content="")))
     finished = []
     async for index, piece in merged_pieces(streams):
+        if piece.reasoning:
+            yield chunk(ChunkChoice(index, ChunkDelta(reasoning_content=piece.reasoning)))
         if piece.text or piece.logprobs:
             logprobs = _logprobs(piece.logprobs) if piece.logprobs is not None else None
             yield chunk(ChunkChoice(index, ChunkDelta(content=piece.text), None, logprobs))

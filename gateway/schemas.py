@@ -119,6 +119,9 @@ class AssistantMessage(msgspec.Struct):
     content: str
     role: str = "assistant"
     refusal: None = None
+    # The model's reasoning (<think>...</think>), apart from the answer; the
+    # field name reasoning models' OpenAI-compatible servers use.
+    reasoning_content: str | None = None
 
 
 class TopLogprobOut(msgspec.Struct):
@@ -159,6 +162,7 @@ class ChatCompletion(msgspec.Struct):
 class ChunkDelta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    reasoning_content: str | None = None
 
 
 class ChunkChoice(msgspec.Struct):

@@ -30,6 +30,7 @@ class Piece:
     text: str
     logprobs: list[TokenLogprob] | None
     finished: Finished | None
+    reasoning: str = ""
 
 
 async def pieces(stream: JobStream) -> AsyncIterator[Piece]:
@@ -45,7 +46,8 @@ async def pieces(stream: JobStream) -> AsyncIterator[Piece]:
             if any(e.logprobs is not None for e in outputs):
                 logprobs = [lp for e in outputs for lp in e.logprobs or ()]
             finished = end if isinstance(end, Finished) else None
-            yield Piece("".join(e.text for e in outputs), logprobs, finished)
+            text = "".join(e.text for e in outputs)
+            yield Piece(text, logprobs, finished, "".join(e.reasoning for e in outputs))
             if finished is not None:
                 return
     finally:

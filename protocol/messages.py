@@ -118,6 +118,8 @@ class Delta(msgspec.Struct, array_like=True):
     text: str
     tokens: int
     logprobs: list[TokenLogprob] | None = None
+    # Text inside the model's reasoning markers (<think>...</think>), apart.
+    reasoning: str = ""
 
 
 class Finished(msgspec.Struct):
@@ -130,6 +132,7 @@ class Finished(msgspec.Struct):
     logprobs: list[TokenLogprob] | None = None
     # The stop string that ended the job (finish_reason "stop"); None for EOS.
     stop_sequence: str | None = None
+    reasoning: str = ""
 
 
 class JobFailed(msgspec.Struct):

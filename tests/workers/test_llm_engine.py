@@ -196,3 +196,51 @@ def test_batched_sequences_are_cached_too(engine: LLMEngine) -> None:
     run_to_end(engine)
     engine.submit(CompletionJob("b1-again", "Batched prompt number 1 goes here", params))
     assert finished_of(run_to_end(engine), "b1-again").usage.cached_tokens > 0
+
+
+def split_reference(text: str, start: str, end: str) -> tuple[str, str]:
+    """What a reasoning split must give: text between the markers is reasoning."""
+    parts: dict[str, list[str]] = {"content": [], "reasoning": []}
+    state, i = "content", 0
+    while True:
+        marker = start if state == "content" else end
+        j = text.find(marker, i)
+        if j < 0:
+            parts[state].append(text[i:])
+            return "".join(parts["content"]), "".join(parts["reasoning"])
+        parts[state].append(text[i:j])
+        i = j + len(marker)
+        state = "reasoning" if state == "content" else "content"
+
+
+def test_reasoning_between_markers_is_split_from_the_answer(
+    engine: LLMEngine, demo_models: dict[str, Path]
+) -> None:
+    """Markers picked from the model's own greedy output, so the real decode
+    path produces them, across token boundaries."""
+    params = SamplingParams(max_tokens=40, temperature=0)
+    engine.submit(ChatJob("plain", HI, params))
+    plain = text_of(run_to_end(engine), "plain")
+    start, end = plain[4:7], plain[12:14]
+    config = ModelConfig(
+        name="demo-llama-tiny",
+        family="llm",
+        path=str(demo_models["demo-llama-tiny"]),
+        endpoint="inproc://unused",
+        options={"reasoning": [start, end]},
+    )
+    thinking = LLMEngine(config)
+    thinking.load()
+    thinking.submit(ChatJob("split", HI, params))
+    steps = run_to_end(thinking)
+    content = text_of(steps, "split")
+    reasoning = "".join(d.reasoning for s in steps for d in s.deltas)
+    reasoning += finished_of(steps, "split").reasoning
+    assert (content, reasoning) == split_reference(plain, start, end)
+    assert reasoning  # the case is not vacuous
+
+
+def test_reasoning_off_by_default_for_a_tokenizer_without_markers(engine: LLMEngine) -> None:
+    engine.submit(ChatJob("r", HI, SamplingParams(max_tokens=8, temperature=0)))
+    steps = run_to_end(engine)
+    assert all(not d.reasoning for s in steps for d in s.deltas)

@@ -19,7 +19,7 @@ from typing import Any
 
 import mlx.core as mx
 import msgspec
-from mlx_lm.generate import BatchGenerator, generate_step
+from mlx_lm.generate import BatchGenerator, TextStateMachine, generate_step
 from mlx_lm.models.cache import (
     LRUPromptCache,
     can_trim_prompt_cache,
@@ -73,6 +73,10 @@ class LLMOptions(msgspec.Struct, forbid_unknown_fields=True):
     prompt_cache_entries: int = 64
     # BLAS threads of the model process (read by its supervisor).
     blas_threads: int = 1
+    # Reasoning text apart from the answer (chat): "auto" uses the markers
+    # mlx-lm finds in the tokenizer (<think>/</think> and kin), "off" keeps it
+    # in the content, or [start, end] names the markers.
+    reasoning: str | list[str] = "auto"
 
 
 @dataclass
@@ -89,7 +93,10 @@ class _Sequence:
     completion_tokens: int = 0
     sent_text: bool = False
     pending_text: list[str] = field(default_factory=list)
+    pending_reasoning: list[str] = field(default_factory=list)
     pending_tokens: int = 0
+    # mlx-lm's TextStateMachine state splitting reasoning from content (chat).
+    reasoning: Any = None
     # None: logprobs not asked for. Otherwise those of the pending tokens.
     pending_logprobs: list[TokenLogprob] | None = None
     top_logprobs: int = 0
@@ -124,6 +131,7 @@ class LLMEngine:
         self.model = model
         self.tokenizer = tokenizer
         self._eos = set(tokenizer.eos_token_ids)
+        self._reasoning = self._reasoning_markers()
         self._prefix_cache = LRUPromptCache(
             max_size=self.options.prompt_cache_entries, max_bytes=self.options.prompt_cache_bytes
         )
@@ -132,6 +140,33 @@ class LLMEngine:
             self.options.context_length or config.get("max_position_embeddings") or 4096
         )
         self._new_generator()
+
+    def _reasoning_markers(self) -> TextStateMachine | None:
+        setting = self.options.reasoning
+        if setting == "off":
+            return None
+        if setting == "auto":
+            if not self.tokenizer.has_thinking:
+                return None
+            start, end = self.tokenizer.think_start, self.tokenizer.think_end
+        elif isinstance(setting, list) and len(setting) == 2 and all(setting):
+            start, end = setting
+        else:
+            raise ValueError(
+                f"model {self.config.name!r}: reasoning must be 'auto', 'off' or [start, end]"
+            )
+        self._think_start, self._think_end = start, end
+        return TextStateMachine({"normal": [(start, "reasoning")], "reasoning": [(end, "normal")]})
+
+    def _reasoning_state(self, job: Job, tokens: list[int]) -> Any:
+        """For chat with reasoning markers: where the reply starts. A template
+        that opens the reasoning block itself (the prompt ends inside it)
+        starts the reply in reasoning, as mlx-lm's server does."""
+        if self._reasoning is None or not isinstance(job, ChatJob):
+            return None
+        prompt = self.tokenizer.decode(tokens[-64:])
+        inside = prompt.rfind(self._think_start) > prompt.rfind(self._think_end)
+        return self._reasoning.make_state("reasoning" if inside else "normal")
 
     def _new_generator(self) -> None:
         self.generator = BatchGenerator(
@@ -210,6 +245,7 @@ class LLMEngine:
             pending_logprobs=[] if params.logprobs else None,
             top_logprobs=params.top_logprobs,
         )
+        seq.reasoning = self._reasoning_state(job, tokens)
         cache = self._cached_prefix(seq)
         if params.echo and isinstance(job, CompletionJob):
             prompt = job.prompt
@@ -342,9 +378,11 @@ class LLMEngine:
                         "".join(seq.pending_text),
                         seq.pending_tokens,
                         self._take_logprobs(seq),
+                        "".join(seq.pending_reasoning),
                     )
                 )
                 seq.pending_text.clear()
+                seq.pending_reasoning.clear()
                 seq.pending_tokens = 0
         return events
 
@@ -416,13 +454,13 @@ class LLMEngine:
         if finish_reason is not None:
             seq.detokenizer.finalize()
         text, hit_stop = seq.stops.feed(seq.detokenizer.last_segment)
-        seq.pending_text.append(text)
         first_text = bool(text) and not seq.sent_text
         seq.sent_text |= first_text
         if hit_stop:
             finish_reason = "stop"
         elif finish_reason is not None:
-            seq.pending_text.append(seq.stops.flush())
+            text += seq.stops.flush()
+        self._split_reasoning(seq, text, end=finish_reason is not None)
         if finish_reason is None:
             return False, first_text
         del self._jobs[seq.job_id]
@@ -435,9 +473,23 @@ class LLMEngine:
                 text="".join(seq.pending_text),
                 logprobs=self._take_logprobs(seq),
                 stop_sequence=seq.stops.matched,
+                reasoning="".join(seq.pending_reasoning),
             )
         )
         return True, first_text
+
+    @staticmethod
+    def _split_reasoning(seq: _Sequence, text: str, *, end: bool) -> None:
+        """Route text to the answer or the reasoning; markers themselves vanish."""
+        if seq.reasoning is None:
+            seq.pending_text.append(text)
+            return
+        seq.reasoning, segments = TextStateMachine.split(seq.reasoning, text)
+        if end:  # a marker's possible start held back is plain text after all
+            seq.reasoning, held, state = TextStateMachine.flush(seq.reasoning)
+            segments.append((state, held))
+        for state, part in segments:
+            (seq.pending_reasoning if state == "reasoning" else seq.pending_text).append(part)
 
     def _logprob(self, token: int, logprobs: mx.array, top: int) -> TokenLogprob:
         """OpenAI's view of a token: its text and raw bytes, and the likeliest alternatives."""
