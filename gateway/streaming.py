@@ -87,14 +87,19 @@ async def merged_pieces(streams: list[JobStream]) -> AsyncIterator[tuple[int, Pi
 async def collect(streams: list[JobStream]) -> list[Piece]:
     """Every job's whole output, in the order of ``streams``."""
     texts: list[list[str]] = [[] for _ in streams]
+    reasoning: list[list[str]] = [[] for _ in streams]
     logprobs: list[list[TokenLogprob] | None] = [None for _ in streams]
     done: list[Finished | None] = [None for _ in streams]
     async for index, piece in merged_pieces(streams):
         texts[index].append(piece.text)
+        reasoning[index].append(piece.reasoning)
         if piece.logprobs is not None:
             logprobs[index] = (logprobs[index] or []) + piece.logprobs
         done[index] = piece.finished
-    return [Piece("".join(t), lp, f) for t, lp, f in zip(texts, logprobs, done, strict=True)]
+    return [
+        Piece("".join(t), lp, f, "".join(r))
+        for t, lp, f, r in zip(texts, logprobs, done, reasoning, strict=True)
+    ]
 
 
 class ClientGone(Exception):

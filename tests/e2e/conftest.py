@@ -9,14 +9,34 @@ import pytest
 from tests.e2e.harness import Stack, free_port, write_config
 
 LLAMA, QWEN, BROKEN = "demo-llama-tiny", "demo-qwen2-tiny", "broken-model"
+THINKING = "demo-llama-thinking"  # LLAMA's weights, with reasoning markers
+THINK_MESSAGES = [{"role": "user", "content": "Think, then answer."}]
 QWEN_MAX_PENDING = 3
 
 
 @pytest.fixture(scope="session")
+def thinking_markers(demo_models: dict[str, Path]) -> tuple[str, str, str]:
+    """Reasoning markers taken from LLAMA's own greedy reply to THINK_MESSAGES
+    (which the random model cannot be asked to write), and that reply."""
+    from mlx_lm import generate, load
+
+    model, tokenizer = load(str(demo_models[LLAMA]))
+    prompt = tokenizer.apply_chat_template(
+        THINK_MESSAGES, add_generation_prompt=True, tokenize=False
+    )
+    tokens = tokenizer.encode(prompt, add_special_tokens=False)
+    reply = generate(model, tokenizer, tokens, max_tokens=40)
+    return reply[4:7], reply[12:14], reply
+
+
+@pytest.fixture(scope="session")
 def stack(
-    demo_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    demo_models: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    thinking_markers: tuple[str, str, str],
 ) -> Iterator[Stack]:
-    """Two demo LLM workers plus one whose weights are missing, under honcho."""
+    """The demo LLM workers (one with reasoning markers) plus one whose
+    weights are missing, under honcho."""
     tmp = tmp_path_factory.mktemp("stack")
     config = tmp / "gateway.toml"
     port = free_port()
@@ -41,6 +61,12 @@ def stack(
                 "max_pending": QWEN_MAX_PENDING,
             },
             {"name": BROKEN, "family": "llm", "path": str(tmp / "no-such-model")},
+            {
+                "name": THINKING,
+                "family": "llm",
+                "path": str(demo_models[LLAMA]),
+                "options": {"reasoning": list(thinking_markers[:2])},
+            },
         ],
     )
     stack = Stack(config, port, tmp / "honcho.log")

@@ -7,7 +7,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.e2e.conftest import LLAMA, QWEN
+from tests.e2e.conftest import LLAMA, QWEN, THINK_MESSAGES, THINKING
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -131,3 +131,30 @@ def test_cached_tokens_grow_over_a_conversation(client: openai.OpenAI) -> None:
         cached.append(reply.usage.prompt_tokens_details.cached_tokens)
         assert cached[-1] < reply.usage.prompt_tokens
     assert cached[1:] == sorted(cached[1:]) and cached[-1] > cached[1] > 0
+
+
+def test_reasoning_is_returned_apart_from_the_answer(
+    client: openai.OpenAI, thinking_markers: tuple[str, str, str]
+) -> None:
+    from tests.workers.test_llm_engine import split_reference
+
+    start, end, plain = thinking_markers
+    content, reasoning = split_reference(plain, start, end)
+    assert reasoning
+    reply = client.chat.completions.create(
+        model=THINKING, messages=THINK_MESSAGES, max_tokens=40, temperature=0
+    )
+    message = reply.choices[0].message
+    assert message.content == content
+    assert message.model_extra["reasoning_content"] == reasoning
+
+    chunks = list(
+        client.chat.completions.create(
+            model=THINKING, messages=THINK_MESSAGES, max_tokens=40, temperature=0, stream=True
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.content or "" for d in deltas) == content
+    assert (
+        "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas) == reasoning
+    )
