@@ -127,3 +127,10 @@ def test_full_queue_is_429_with_retry_after(client: openai.OpenAI) -> None:
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_prompt_over_the_context_is_400_with_the_token_counts(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model=QWEN, prompt=[5] * 3000, max_tokens=4)
+    assert err.value.code == "context_length_exceeded"
+    assert "2048" in err.value.message and "3000" in err.value.message
