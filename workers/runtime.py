@@ -84,6 +84,8 @@ class WorkerRuntime:
         log.info("ready", model=self.model.name, seconds=round(time.perf_counter() - started, 2))
 
     def stop(self, *_: object) -> None:
+        if self.state == "ready":
+            self.state = "draining"  # jobs still arriving are refused, not started
         self._stop.set()
 
     def drain(self, *_: object) -> None:
