@@ -8,7 +8,15 @@ import uuid
 import msgspec
 
 from gateway.errors import APIError
-from gateway.schemas import ChatCompletionRequest, CompletionRequest, PromptTokensDetails, Usage
+from gateway.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    JSONObjectFormat,
+    JSONSchemaResponseFormat,
+    PromptTokensDetails,
+    ResponseFormat,
+    Usage,
+)
 from protocol.messages import Finished, SamplingParams
 
 
@@ -37,6 +45,7 @@ def sampling_params(
         logprobs=logprobs,
         top_logprobs=top_logprobs,
         echo=echo,
+        json_schema=_json_schema(body.response_format),
     )
 
 
@@ -55,6 +64,32 @@ def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
         raise APIError(
             400, "'logit_bias' keys must be token ids (integers as strings)", param="logit_bias"
         ) from None
+
+
+def _json_schema(response_format: ResponseFormat | None) -> str | None:
+    """The JSON schema the output must follow, checked here so a bad one is a
+    400 before a stream starts (the worker checks it again against its
+    tokenizer). ``{"type": "text"}`` asks for nothing."""
+    if isinstance(response_format, JSONObjectFormat):
+        return '{"type": "object"}'
+    if not isinstance(response_format, JSONSchemaResponseFormat):
+        return None
+    schema = response_format.json_schema.schema
+    text = msgspec.json.encode(schema if schema is not None else {}).decode()
+    from llguidance import LLMatcher  # only requests with a schema pay for the import
+
+    try:
+        grammar = LLMatcher.grammar_from_json_schema(text)
+        is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar)
+    except ValueError as exc:
+        is_error, messages = True, [str(exc)]
+    if is_error:
+        raise APIError(
+            400,
+            f"'response_format': invalid JSON schema: {'; '.join(messages)}",
+            param="response_format",
+        )
+    return text
 
 
 def wants_usage_chunk(body: ChatCompletionRequest | CompletionRequest) -> bool:

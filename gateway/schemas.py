@@ -52,6 +52,29 @@ class StreamOptions(msgspec.Struct):
     include_usage: bool = False
 
 
+class JSONSchemaFormat(msgspec.Struct):
+    name: Annotated[str, Meta(max_length=64)]
+    # The JSON schema the output must validate against; absent: any JSON.
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextFormat(msgspec.Struct, tag="text", tag_field="type"):
+    pass
+
+
+class JSONObjectFormat(msgspec.Struct, tag="json_object", tag_field="type"):
+    pass
+
+
+class JSONSchemaResponseFormat(msgspec.Struct, tag="json_schema", tag_field="type"):
+    json_schema: JSONSchemaFormat
+
+
+ResponseFormat = TextFormat | JSONObjectFormat | JSONSchemaResponseFormat
+
+
 class ChatCompletionRequest(msgspec.Struct):
     model: str
     messages: Annotated[list[ChatMessageIn], Meta(min_length=1)]
@@ -73,6 +96,7 @@ class ChatCompletionRequest(msgspec.Struct):
     top_k: TopK | None = None
     min_p: MinP | None = None
     repetition_penalty: RepetitionPenalty | None = None
+    response_format: ResponseFormat | None = None
 
 
 class CompletionRequest(msgspec.Struct):
@@ -99,6 +123,7 @@ class CompletionRequest(msgspec.Struct):
     top_k: TopK | None = None
     min_p: MinP | None = None
     repetition_penalty: RepetitionPenalty | None = None
+    response_format: ResponseFormat | None = None
 
 
 # --- responses ----------------------------------------------------------------

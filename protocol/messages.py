@@ -49,6 +49,10 @@ class SamplingParams(msgspec.Struct, omit_defaults=True):
     top_logprobs: int = 0
     # Completions: the prompt's text comes first in the output.
     echo: bool = False
+    # Structured output (response_format): the JSON schema, as JSON text, the
+    # output must validate against ('{"type": "object"}' for json_object). The
+    # worker compiles it into a grammar and masks tokens while decoding.
+    json_schema: str | None = None
 
 
 # --- gateway -> worker -------------------------------------------------------

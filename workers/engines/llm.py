@@ -12,6 +12,7 @@ carries on. Text is streamed through mlx-lm's own streaming detokenizers
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 import mlx.core as mx
 import msgspec
+import structlog
 from mlx_lm.generate import BatchGenerator, TextStateMachine, generate_step
 from mlx_lm.models.cache import (
     LRUPromptCache,
@@ -42,6 +44,12 @@ from protocol.messages import (
     WorkerStats,
 )
 from workers.engine import JobError
+from workers.engines.grammar import (
+    GrammarError,
+    GrammarProcessor,
+    compile_json_schema,
+    grammar_tokenizer,
+)
 from workers.engines.sampling import (
     LogitsProcessor,
     Sampler,
@@ -52,6 +60,8 @@ from workers.engines.sampling import (
 from workers.engines.stops import StopStringMatcher
 from workers.engines.token_bytes import token_bytes_reader, token_text
 from workers.weights import local_or_hub
+
+log = structlog.get_logger()
 
 
 class LLMOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -100,6 +110,8 @@ class _Sequence:
     # None: logprobs not asked for. Otherwise those of the pending tokens.
     pending_logprobs: list[TokenLogprob] | None = None
     top_logprobs: int = 0
+    # Structured output: the processor masking what the JSON schema forbids.
+    grammar: GrammarProcessor | None = None
     # In the batch: its BatchGenerator uid. Solo: its generate_step and cache.
     uid: int | None = None
     solo: Generator[tuple[Any, mx.array], None, None] | None = None
@@ -136,6 +148,8 @@ class LLMEngine:
             max_size=self.options.prompt_cache_entries, max_bytes=self.options.prompt_cache_bytes
         )
         self._token_bytes = token_bytes_reader(tokenizer)
+        # llguidance's tokenizer for response_format (~1 s for a big vocabulary).
+        self._grammar_tokenizer = grammar_tokenizer(tokenizer, sorted(self._eos))
         self.context_length = (
             self.options.context_length or config.get("max_position_embeddings") or 4096
         )
@@ -232,20 +246,26 @@ class LLMEngine:
         vocab = self._vocab_size()
         if vocab is not None and any(not 0 <= t < vocab for t in params.logit_bias):
             raise JobError(f"'logit_bias' token ids must be in [0, {vocab})", param="logit_bias")
+        grammar = self._grammar(params.json_schema)
+        processors = request_logits_processors(params)
+        if grammar is not None:
+            processors.append(grammar)  # last: no bias or penalty can lift its mask
         seq = _Sequence(
             job_id=job.id,
             detokenizer=self.tokenizer.detokenizer,
             stops=StopStringMatcher(params.stop),
             sampler=request_sampler(params),
-            processors=request_logits_processors(params),
+            processors=processors,
             max_tokens=min(params.max_tokens or self.options.default_max_tokens, room),
             tokens=tokens,
             prompt_tokens=len(tokens),
             cached_tokens=0,
             pending_logprobs=[] if params.logprobs else None,
             top_logprobs=params.top_logprobs,
+            grammar=grammar,
         )
-        seq.reasoning = self._reasoning_state(job, tokens)
+        # Constrained output is the answer itself, never reasoning.
+        seq.reasoning = self._reasoning_state(job, tokens) if grammar is None else None
         cache = self._cached_prefix(seq)
         if params.echo and isinstance(job, CompletionJob):
             prompt = job.prompt
@@ -260,6 +280,20 @@ class LLMEngine:
             self._insert_prompt(seq, cache)
         self._jobs[job.id] = seq
         self._stats.prompt_tokens += len(tokens)
+
+    def _grammar(self, schema: str | None) -> GrammarProcessor | None:
+        if schema is None:
+            return None
+        if self._grammar_tokenizer is None:
+            raise JobError(
+                f"model {self.config.name!r} cannot constrain its output: its tokenizer "
+                "is not a fast (Rust) tokenizer",
+                param="response_format",
+            )
+        try:
+            return GrammarProcessor(self._grammar_tokenizer, compile_json_schema(schema))
+        except GrammarError as exc:
+            raise JobError(f"'response_format': {exc}", param="response_format") from exc
 
     def _cached_prefix(self, seq: _Sequence) -> list[Any] | None:
         """A copy of the KV cache of the longest cached prefix of the prompt.
@@ -318,6 +352,10 @@ class LLMEngine:
             trim_prompt_cache(seq.cache, 1)
             if isinstance(seq.sampler, SeededSampler):
                 seq.sampler.rewind()  # generate_step drew the next token already
+            if seq.grammar is not None:
+                # Its matcher has consumed the token fed again: the batch's
+                # context (the whole prompt, not solo's uncached part) ends there.
+                seq.grammar.resync()
             self._insert(seq, [seq.tokens[-1:]], seq.cache, all_tokens=seq.tokens[:-1])
         seq.solo = seq.cache = None
         self._solo = None
@@ -465,6 +503,8 @@ class LLMEngine:
             return False, first_text
         del self._jobs[seq.job_id]
         self._stats.requests_finished += 1
+        if seq.grammar is not None and seq.grammar.failed:  # its mask let EOS only
+            log.warning("grammar_failed", job=seq.job_id, error=seq.grammar.failed[:500])
         events.finished.append(
             Finished(
                 id=seq.job_id,
@@ -502,6 +542,8 @@ class LLMEngine:
             ranked: list[int] = ids[order].tolist()  # type: ignore[assignment]
             scores: list[float] = values[order].tolist()  # type: ignore[assignment]
             for i, value in zip(ranked, scores, strict=True):
+                if value == -math.inf:  # masked out by a grammar: not an alternative
+                    break
                 raw = self._token_bytes(i)
                 alternatives.append(TopLogprob(token_text(raw), value, list(raw)))
         raw = self._token_bytes(token)

@@ -1,0 +1,98 @@
+"""Structured output: constrained decoding of a JSON schema with llguidance.
+
+Each sequence that asks for ``response_format`` gets an ``LLMatcher`` and a
+logits processor that masks every token the grammar does not allow next to
+-inf, so even a random-weight model writes JSON that validates. Once the JSON
+is complete the grammar allows nothing but EOS, which ends the sequence with
+finish reason "stop". Sequences without a grammar get no processor at all
+(mlx-lm samples the batch in one call when no row has processors).
+
+llguidance's own MLX helper applies the mask with a Metal kernel; here the
+bitmask goes through numpy and ``mx.where``, which works on every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from llguidance import LLMatcher, LLTokenizer
+from llguidance.hf import from_tokenizer
+
+# Compact JSON, as json.dumps writes it: no free whitespace (a model could
+# otherwise pad forever), ", " and ": " between items. A schema's own
+# "x-guidance" options override these.
+JSON_OPTIONS: Any = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+class GrammarError(ValueError):
+    """The schema cannot be compiled into a grammar."""
+
+
+def grammar_tokenizer(tokenizer: Any, eos_token_ids: list[int]) -> LLTokenizer | None:
+    """llguidance's view of the model's tokenizer (built once, at load); None
+    when the tokenizer is not a fast (Rust) one, which llguidance needs."""
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    try:
+        return from_tokenizer(hf, eos_token=eos_token_ids)
+    except Exception:  # ValueError for slow tokenizers; anything else it cannot read
+        return None
+
+
+def compile_json_schema(schema: str) -> str:
+    """The llguidance grammar for a JSON schema (its text), or GrammarError.
+    Whether the schema itself is valid shows when a matcher is built from it."""
+    try:
+        return LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+    except ValueError as exc:
+        raise GrammarError(f"the JSON schema is not a JSON object: {exc}") from exc
+
+
+class GrammarProcessor:
+    """An mlx-lm logits processor ``(tokens, logits) -> logits`` for one sequence.
+
+    ``tokens`` is the sequence's context, ending with the token being fed now
+    (the last one sampled). Only the tokens past those already seen are new;
+    the first call (and the first after :meth:`resync`) sees the prompt, or a
+    context whose last token the matcher has already consumed.
+    """
+
+    def __init__(self, tokenizer: LLTokenizer, grammar: str) -> None:
+        # Never raises: a bad schema leaves the matcher in its error state.
+        self.matcher = LLMatcher(tokenizer, grammar, log_level=0)
+        if self.matcher.is_error():
+            raise GrammarError(f"invalid JSON schema: {self.matcher.get_error()}")
+        self._seen: int | None = None
+        self._vocab = tokenizer.vocab_size
+        self._bitmask = np.zeros((self._vocab + 31) // 32, dtype=np.int32)
+        self._allowed: np.ndarray | None = None  # reused bool row of the logits' width
+
+    def resync(self) -> None:
+        """The next call's context is new (another generator) but its last
+        token is one the matcher has consumed already: count from there."""
+        self._seen = None
+
+    @property
+    def failed(self) -> str | None:
+        """Why the matcher broke (a token it did not allow got through), if it did."""
+        return self.matcher.get_error() if self.matcher.is_error() else None
+
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        n = tokens.size
+        if self._seen is not None and n > self._seen:
+            new: list[int] = tokens.reshape(-1)[self._seen :].tolist()  # type: ignore[assignment]
+            # A refused token leaves the matcher in its error state, whose mask
+            # allows only EOS: the sequence ends rather than runs unconstrained.
+            self.matcher.consume_tokens(new)
+        self._seen = n
+        v = self._bitmask
+        self.matcher.unsafe_compute_mask_ptr(v.ctypes.data, v.nbytes)
+        bits = np.unpackbits(v.view(np.uint8), bitorder="little")
+        width = logits.shape[-1]
+        allowed = self._allowed
+        if allowed is None or allowed.size != width:
+            allowed = self._allowed = np.zeros(width, dtype=bool)
+        k = min(width, self._vocab)
+        allowed[:k] = bits[:k]
+        return mx.where(mx.array(allowed), logits, -mx.inf)
