@@ -30,34 +30,32 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
-import msgspec
+# First: exactly as the supervisor launches workers, OpenBLAS with one thread,
+# loaded before anything imports mlx.core, so both sides run on the same BLAS.
+from common import (
+    CHAT_MESSAGES,
+    OPENBLAS,
+    ROOT,
+    Client,
+    CpuMeter,
+    HttpxClient,
+    RawClient,
+    Stack,
+    chat_body,
+    new_event_loop,
+    percentile,
+    running_stack,
+    stream_decode_tps,
+)
+from mlx_lm.generate import batch_generate, stream_generate
+from mlx_lm.utils import load as load_model
 
-from workers.blas import preload_openblas
-
-# Exactly as the supervisor launches workers: OpenBLAS with one thread, loaded
-# before anything imports mlx.core, so both sides run on the same BLAS.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-OPENBLAS = preload_openblas()
-
-from mlx_lm.generate import batch_generate, stream_generate  # noqa: E402
-from mlx_lm.utils import load as load_model  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests/ is not an installed package
-from tests.e2e.harness import Stack, free_port, write_config  # noqa: E402
-
-MESSAGES = [
-    {"role": "system", "content": "You are a terse assistant."},
-    {"role": "user", "content": "Write a short poem about the sea."},
-]
+MESSAGES = CHAT_MESSAGES
 # The issue's targets: gateway tok/s over in-process tok/s.
 TARGET_SINGLE = 0.95
 TARGET_BATCH = 0.90
@@ -162,17 +160,6 @@ class Row:
         }
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
 def _median_or_none(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -246,169 +233,8 @@ def run_in_process(
 # --- through the gateway ----------------------------------------------------
 
 
-@dataclass
-class StreamResult:
-    ttft_s: float | None = None
-    first_content_at: float | None = None
-    last_content_at: float | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    content_chars: int = 0
-    error: str | None = None
-
-
-class Client(Protocol):
-    async def stream(self, body: bytes) -> StreamResult: ...
-
-    async def aclose(self) -> None: ...
-
-
-class RawClient:
-    """A minimal HTTP/1.1 client on asyncio streams, one connection per request.
-
-    The client shares the 2 cores with the stack it measures, and every cycle
-    it burns comes out of the worker's: measured here, httpx (h11, httpcore,
-    anyio) spent 30-60 us of CPU per generated token, this client 7-20.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-
-    async def stream(self, body: bytes) -> StreamResult:
-        result = StreamResult()
-        sent = time.perf_counter()
-        try:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-        except OSError as exc:
-            result.error = f"connect: {exc}"
-            return result
-        try:
-            writer.write(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
-                b"Content-Type: application/json\r\nConnection: close\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = head.split(b" ", 2)[1]
-            if status != b"200":
-                result.error = f"HTTP {status.decode()}: {(await reader.read(300)).decode()}"
-                return result
-            if b"transfer-encoding: chunked" not in head.lower():
-                result.error = "response is not chunked"
-                return result
-            await feed_sse(_chunked_body(reader), result, sent)
-        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
-            result.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            writer.close()
-        return result
-
-    async def aclose(self) -> None:
-        pass
-
-
-async def _chunked_body(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    """The payloads of an HTTP/1.1 chunked body (uvicorn streams every SSE event as one)."""
-    while True:
-        size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
-        if size == 0:
-            return
-        yield (await reader.readexactly(size + 2))[:-2]
-
-
-class HttpxClient:
-    """httpx streaming, for a cross-check of the raw client against a real HTTP stack."""
-
-    def __init__(self, base_url: str, max_streams: int) -> None:
-        limits = httpx.Limits(max_connections=max_streams, max_keepalive_connections=max_streams)
-        self.client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120)
-
-    async def stream(self, body: bytes) -> StreamResult:
-        result = StreamResult()
-        sent = time.perf_counter()
-        headers = {"Content-Type": "application/json"}
-        try:
-            async with self.client.stream(
-                "POST", "/v1/chat/completions", content=body, headers=headers
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    result.error = f"HTTP {response.status_code}: {response.text[:300]}"
-                    return result
-                await feed_sse(response.aiter_bytes(), result, sent)
-        except httpx.HTTPError as exc:
-            result.error = f"{type(exc).__name__}: {exc}"
-        return result
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-async def feed_sse(body: AsyncIterator[bytes], result: StreamResult, sent: float) -> None:
-    """Parse every SSE ``data:`` line of a response body into ``result``."""
-    buffer = b""
-    async for data in body:
-        buffer += data
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if line.startswith(b"data: ") and _on_event(line[6:], result, sent):
-                return
-    if result.error is None:
-        result.error = "stream ended without [DONE]"
-
-
-_decode_chunk = msgspec.json.Decoder().decode
-
-
-def _on_event(payload: bytes, result: StreamResult, sent: float) -> bool:
-    """Account one SSE event; True once the stream is over."""
-    if payload == b"[DONE]":
-        if result.error is None and result.completion_tokens == 0:
-            result.error = "no usage chunk before [DONE]"
-        return True
-    chunk = _decode_chunk(payload)
-    if "error" in chunk:
-        result.error = f"error event: {chunk['error'].get('message')}"
-        return True
-    for choice in chunk.get("choices") or ():
-        content = choice.get("delta", {}).get("content")
-        if content:
-            now = time.perf_counter()
-            if result.first_content_at is None:
-                result.first_content_at = now
-                result.ttft_s = now - sent
-            result.last_content_at = now
-            result.content_chars += len(content)
-    usage = chunk.get("usage")
-    if usage:
-        result.prompt_tokens = usage["prompt_tokens"]
-        result.completion_tokens = usage["completion_tokens"]
-    return False
-
-
-def stream_decode_tps(result: StreamResult) -> float | None:
-    """Tokens after the first over first-to-last content chunk.
-
-    Approximate: the first content chunk may hold more than one token (the
-    detokenizer can hold the first token's text back until the next).
-    """
-    first, last = result.first_content_at, result.last_content_at
-    if first is None or last is None or last <= first or result.completion_tokens < 2:
-        return None
-    return (result.completion_tokens - 1) / (last - first)
-
-
 def request_body(model: str, max_tokens: int) -> bytes:
-    return msgspec.json.encode(
-        {
-            "model": model,
-            "messages": MESSAGES,
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-    )
+    return chat_body(model, MESSAGES, max_tokens)
 
 
 async def run_gateway(client: Client, body: bytes, streams: int, max_tokens: int) -> Run:
@@ -427,13 +253,12 @@ async def run_gateway(client: Client, body: bytes, streams: int, max_tokens: int
     )
 
 
-# --- the stack and its processes' CPU time ----------------------------------
+# --- the stack --------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def gateway_stack(model: str, model_path: Path, max_batch: int, workdir: Path) -> Iterator[Stack]:
     """One supervised worker for ``model``, ready; always torn down."""
-    config, port = workdir / "gateway.toml", free_port()
     entry = {
         "name": model,
         "family": "llm",
@@ -441,71 +266,8 @@ def gateway_stack(model: str, model_path: Path, max_batch: int, workdir: Path) -
         # Every stream decodes in one batch, as batch_generate's do.
         "options": {"max_batch_size": max_batch},
     }
-    write_config(config, port, [entry])
-    stack = Stack(config, port, workdir / "honcho.log")
-    try:
-        stack.wait_state(model, "ready", timeout=120)
+    with running_stack([entry], workdir) as stack:
         yield stack
-    finally:
-        stack.stop()
-
-
-CLOCK_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, user+system CPU seconds) from /proc, or None if gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICK
-
-
-def _role(pid: int) -> str:
-    """The stack's processes set their titles: 'mlx-gateway worker ...' etc."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return "other"
-    for role in ("worker", "gateway", "supervisor"):
-        if cmdline.startswith(f"mlx-gateway {role}"):
-            return role
-    return "honcho"
-
-
-def descendants(root: int) -> dict[int, str]:
-    """Every live process under ``root`` (inclusive), with its role."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
-            parents[int(entry.name)] = stat[0]
-    found, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        children = [child for child, parent in parents.items() if parent == pid]
-        found.update(children)
-        frontier.extend(children)
-    return {pid: _role(pid) for pid in found}
-
-
-class CpuMeter:
-    """CPU seconds per role (stack processes, and this client) over an interval."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.processes = descendants(stack.process.pid) if Path("/proc/self/stat").exists() else {}
-
-    def snapshot(self) -> dict[str, float]:
-        totals = {"client": time.process_time()}
-        for pid, role in self.processes.items():
-            stat = _stat(pid)
-            if stat is not None:
-                totals[role] = totals.get(role, 0.0) + stat[1]
-        return totals
-
-    @staticmethod
-    def between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        return {role: after[role] - before.get(role, 0.0) for role in after}
 
 
 # --- the run ----------------------------------------------------------------
@@ -610,15 +372,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    # uvloop (a gateway dependency) keeps the client's own per-chunk cost down.
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def new_client(kind: str, stack: Stack, max_streams: int) -> Client:
     if kind == "httpx":
         return HttpxClient(stack.base_url, max_streams)
@@ -650,7 +403,7 @@ def run_benchmark(args: argparse.Namespace, streams: list[int]) -> tuple[list[Ro
                 rows,
                 lambda n: run_in_process(model, tokenizer, prompt, n, args.max_tokens),
                 lambda n: runner.run(run_gateway(client, body, n, args.max_tokens)),
-                CpuMeter(stack),
+                CpuMeter(stack.process.pid),
                 args.repeats,
             )
         finally:
