@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -15,6 +16,7 @@ from gateway.generation import (
     now,
     response_id,
     sampling_params,
+    tool_setup,
     usage_of,
     wants_usage_chunk,
 )
@@ -28,8 +30,12 @@ from gateway.schemas import (
     ChoiceLogprobs,
     ChunkChoice,
     ChunkDelta,
+    FunctionCall,
+    FunctionChunk,
     TextPart,
     TokenLogprobOut,
+    ToolCallChunk,
+    ToolCallOut,
     TopLogprobOut,
 )
 from gateway.streaming import (
@@ -41,7 +47,7 @@ from gateway.streaming import (
     sse_response,
 )
 from gateway.worker_client import JobStream
-from protocol.messages import ChatJob, ChatMessage, TokenLogprob
+from protocol.messages import ChatJob, ChatMessage, TokenLogprob, ToolCall
 
 
 async def chat_completions(request: Request) -> Response:
@@ -55,9 +61,15 @@ async def chat_completions(request: Request) -> Response:
         logprobs=bool(body.logprobs),
         top_logprobs=body.top_logprobs or 0,
     )
+    tools = tool_setup(body)
+    if tools.json_schema is not None:
+        params = msgspec.structs.replace(params, json_schema=tools.json_schema)
     messages = [_to_protocol(i, m) for i, m in enumerate(body.messages)]
     streams = worker.submit_all(
-        [ChatJob(worker.new_job_id(), messages, p) for p in choice_params(params, body.n)]
+        [
+            ChatJob(worker.new_job_id(), messages, p, tools.tools, tools.mode)
+            for p in choice_params(params, body.n)
+        ]
     )
     model = worker.model.name
     if body.stream:
@@ -70,7 +82,11 @@ async def chat_completions(request: Request) -> Response:
     for index, out in enumerate(outputs):
         assert out.finished is not None
         logprobs = _logprobs(out.logprobs) if body.logprobs else None
-        message = AssistantMessage(out.text, reasoning_content=out.reasoning or None)
+        calls = [_call_out(c) for c in out.tool_calls] or None
+        content = out.text if not calls or out.text.strip() else None
+        message = AssistantMessage(
+            content, reasoning_content=out.reasoning or None, tool_calls=calls
+        )
         choice = ChatChoice(index, message, out.finished.finish_reason, logprobs)
         choices.append(choice)
     reply = ChatCompletion(
@@ -94,12 +110,20 @@ async def _chunks(
     for index in range(len(streams)):
         yield chunk(ChunkChoice(index, ChunkDelta(role="assistant", content="")))
     finished = []
+    calls_sent: dict[int, int] = {}  # choice -> index of its last call streamed
     async for index, piece in merged_pieces(streams):
         if piece.reasoning:
             yield chunk(ChunkChoice(index, ChunkDelta(reasoning_content=piece.reasoning)))
         if piece.text or piece.logprobs:
             logprobs = _logprobs(piece.logprobs) if piece.logprobs is not None else None
             yield chunk(ChunkChoice(index, ChunkDelta(content=piece.text), None, logprobs))
+        for call in piece.tool_calls:
+            # OpenAI's fragments: the call's head, then its argument text.
+            at = calls_sent[index] = calls_sent.get(index, -1) + 1
+            head = ToolCallChunk(at, FunctionChunk(call.name, ""), call.id, "function")
+            yield chunk(ChunkChoice(index, ChunkDelta(tool_calls=[head])))
+            args = ToolCallChunk(at, FunctionChunk(arguments=call.arguments))
+            yield chunk(ChunkChoice(index, ChunkDelta(tool_calls=[args])))
         if piece.finished is not None:
             finished.append(piece.finished)
             yield chunk(ChunkChoice(index, ChunkDelta(), piece.finished.finish_reason))
@@ -135,4 +159,39 @@ def _to_protocol(index: int, message: ChatMessageIn) -> ChatMessage:
                 )
             texts.append(part.text)
         content = "".join(texts)
-    return ChatMessage(role=message.role, content=content, name=message.name)
+    calls = None
+    if message.tool_calls:
+        if message.role != "assistant":
+            raise APIError(
+                400,
+                "only assistant messages have 'tool_calls'",
+                param=f"messages[{index}].tool_calls",
+            )
+        calls = []
+        for j, call in enumerate(message.tool_calls):
+            try:
+                arguments = json.loads(call.function.arguments)
+            except ValueError:
+                arguments = None
+            if not isinstance(arguments, dict):
+                raise APIError(
+                    400,
+                    "a tool call's arguments must be a JSON object (as text)",
+                    param=f"messages[{index}].tool_calls[{j}].function.arguments",
+                )
+            calls.append(ToolCall(call.id, call.function.name, call.function.arguments))
+    if message.role == "tool" and not message.tool_call_id:
+        raise APIError(
+            400, "a 'tool' message needs 'tool_call_id'", param=f"messages[{index}].tool_call_id"
+        )
+    return ChatMessage(
+        role=message.role,
+        content=content,
+        name=message.name,
+        tool_calls=calls,
+        tool_call_id=message.tool_call_id,
+    )
+
+
+def _call_out(call: ToolCall) -> ToolCallOut:
+    return ToolCallOut(call.id, FunctionCall(call.name, call.arguments))

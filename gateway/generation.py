@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -15,9 +17,10 @@ from gateway.schemas import (
     JSONSchemaResponseFormat,
     PromptTokensDetails,
     ResponseFormat,
+    TextFormat,
     Usage,
 )
-from protocol.messages import Finished, SamplingParams
+from protocol.messages import Finished, SamplingParams, ToolMode
 
 
 def sampling_params(
@@ -76,6 +79,12 @@ def _json_schema(response_format: ResponseFormat | None) -> str | None:
         return None
     schema = response_format.json_schema.schema
     text = msgspec.json.encode(schema if schema is not None else {}).decode()
+    check_json_schema(text, "response_format")
+    return text
+
+
+def check_json_schema(text: str, param: str) -> None:
+    """400 naming ``param`` unless llguidance can compile the JSON schema ``text``."""
     from llguidance import LLMatcher  # only requests with a schema pay for the import
 
     try:
@@ -84,12 +93,87 @@ def _json_schema(response_format: ResponseFormat | None) -> str | None:
     except ValueError as exc:
         is_error, messages = True, [str(exc)]
     if is_error:
+        raise APIError(400, f"'{param}': invalid JSON schema: {'; '.join(messages)}", param=param)
+
+
+@dataclass
+class ToolSetup:
+    """A chat request's tools as a job carries them."""
+
+    tools: list[dict[str, Any]] | None = None
+    mode: ToolMode = "auto"
+    # "forced": the schema of the one call the output must be.
+    json_schema: str | None = None
+
+
+def tool_setup(body: ChatCompletionRequest) -> ToolSetup:
+    """Check ``tools``/``tool_choice`` (400 naming the field) and decide how
+    calls are made: parsed from the output ("auto"), not at all ("none"), or
+    forced by a grammar ("required" or a named function)."""
+    choice = body.tool_choice
+    if not body.tools:
+        if choice is None or choice in ("none", "auto"):
+            return ToolSetup(mode="none")
+        raise APIError(400, "'tool_choice' needs 'tools'", param="tool_choice")
+    functions: dict[str, dict[str, Any]] = {}
+    for i, tool in enumerate(body.tools):
+        f = tool.function
+        if f.name in functions:
+            raise APIError(
+                400, f"two tools are named {f.name!r}", param=f"tools[{i}].function.name"
+            )
+        parameters = f.parameters if f.parameters is not None else {"type": "object"}
+        if parameters.get("type", "object") != "object":
+            raise APIError(
+                400,
+                "a function's parameters must be a JSON schema of type 'object'",
+                param=f"tools[{i}].function.parameters",
+            )
+        check_json_schema(
+            msgspec.json.encode(parameters).decode(), f"tools[{i}].function.parameters"
+        )
+        functions[f.name] = parameters
+    tools = [msgspec.to_builtins(t) for t in body.tools]
+    if choice is None or choice == "auto":
+        return ToolSetup(tools, "auto")
+    if choice == "none":
+        return ToolSetup(tools, "none")
+    if isinstance(choice, str) and choice != "required":
         raise APIError(
             400,
-            f"'response_format': invalid JSON schema: {'; '.join(messages)}",
+            f"'tool_choice' must be 'none', 'auto', 'required' or a named function, not {choice!r}",
+            param="tool_choice",
+        )
+    if body.response_format is not None and not isinstance(body.response_format, TextFormat):
+        raise APIError(
+            400,
+            "'response_format' cannot be combined with a forced tool call",
             param="response_format",
         )
-    return text
+    if isinstance(choice, str):  # "required": any one of the functions
+        names = list(functions)
+    else:
+        if choice.function.name not in functions:
+            raise APIError(
+                400,
+                f"'tool_choice' names {choice.function.name!r}, which is not in 'tools'",
+                param="tool_choice",
+            )
+        names = [choice.function.name]
+    variants = [_call_schema(name, functions[name]) for name in names]
+    schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    text = msgspec.json.encode(schema).decode()
+    check_json_schema(text, "tools")
+    return ToolSetup(tools, "forced", text)
+
+
+def _call_schema(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"name": {"const": name}, "arguments": parameters},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
 
 
 def wants_usage_chunk(body: ChatCompletionRequest | CompletionRequest) -> bool:

@@ -42,10 +42,47 @@ class ImagePart(msgspec.Struct, tag="image_url"):
 ContentPart = TextPart | ImagePart
 
 
+class FunctionCall(msgspec.Struct):
+    name: str
+    # JSON text of an object, as the model wrote it (OpenAI's shape).
+    arguments: str
+
+
+class ToolCallIn(msgspec.Struct):
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
 class ChatMessageIn(msgspec.Struct):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    # An assistant turn's calls; a tool result's call id.
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionDef(msgspec.Struct, omit_defaults=True):
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    description: str | None = None
+    # The arguments' JSON schema; absent: no arguments ({"type": "object"}).
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDef(msgspec.Struct):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(msgspec.Struct):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(msgspec.Struct):
@@ -97,6 +134,10 @@ class ChatCompletionRequest(msgspec.Struct):
     min_p: MinP | None = None
     repetition_penalty: RepetitionPenalty | None = None
     response_format: ResponseFormat | None = None
+    tools: list[ToolDef] | None = None
+    # "none" | "auto" | "required" | {"type": "function", "function": {"name"}}
+    tool_choice: str | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class CompletionRequest(msgspec.Struct):
@@ -140,13 +181,20 @@ class Usage(msgspec.Struct):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
+class ToolCallOut(msgspec.Struct):
+    id: str
+    function: FunctionCall
+    type: str = "function"
+
+
 class AssistantMessage(msgspec.Struct):
-    content: str
+    content: str | None
     role: str = "assistant"
     refusal: None = None
     # The model's reasoning (<think>...</think>), apart from the answer; the
     # field name reasoning models' OpenAI-compatible servers use.
     reasoning_content: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class TopLogprobOut(msgspec.Struct):
@@ -184,10 +232,26 @@ class ChatCompletion(msgspec.Struct):
     system_fingerprint: str | None = None
 
 
+class FunctionChunk(msgspec.Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallChunk(msgspec.Struct, omit_defaults=True):
+    """A streamed call: its first chunk has id, type and name (arguments "");
+    later ones add argument text to the call at ``index``."""
+
+    index: int
+    function: FunctionChunk
+    id: str | None = None
+    type: str | None = None
+
+
 class ChunkDelta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
+    tool_calls: list[ToolCallChunk] | None = None
 
 
 class ChunkChoice(msgspec.Struct):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 from starlette.requests import Request
@@ -18,7 +18,7 @@ from starlette.responses import StreamingResponse
 
 from gateway.errors import APIError
 from gateway.worker_client import JobStream
-from protocol.messages import Delta, Finished, JobFailed, TokenLogprob
+from protocol.messages import Delta, Finished, JobFailed, TokenLogprob, ToolCall
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -31,6 +31,7 @@ class Piece:
     logprobs: list[TokenLogprob] | None
     finished: Finished | None
     reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 async def pieces(stream: JobStream) -> AsyncIterator[Piece]:
@@ -47,7 +48,9 @@ async def pieces(stream: JobStream) -> AsyncIterator[Piece]:
                 logprobs = [lp for e in outputs for lp in e.logprobs or ()]
             finished = end if isinstance(end, Finished) else None
             text = "".join(e.text for e in outputs)
-            yield Piece(text, logprobs, finished, "".join(e.reasoning for e in outputs))
+            reasoning = "".join(e.reasoning for e in outputs)
+            calls = [c for e in outputs for c in e.tool_calls]
+            yield Piece(text, logprobs, finished, reasoning, calls)
             if finished is not None:
                 return
     finally:
@@ -90,15 +93,17 @@ async def collect(streams: list[JobStream]) -> list[Piece]:
     reasoning: list[list[str]] = [[] for _ in streams]
     logprobs: list[list[TokenLogprob] | None] = [None for _ in streams]
     done: list[Finished | None] = [None for _ in streams]
+    calls: list[list[ToolCall]] = [[] for _ in streams]
     async for index, piece in merged_pieces(streams):
+        calls[index].extend(piece.tool_calls)
         texts[index].append(piece.text)
         reasoning[index].append(piece.reasoning)
         if piece.logprobs is not None:
             logprobs[index] = (logprobs[index] or []) + piece.logprobs
         done[index] = piece.finished
     return [
-        Piece("".join(t), lp, f, "".join(r))
-        for t, lp, f, r in zip(texts, logprobs, done, reasoning, strict=True)
+        Piece("".join(t), lp, f, "".join(r), c)
+        for t, lp, f, r, c in zip(texts, logprobs, done, reasoning, calls, strict=True)
     ]
 
 

@@ -14,12 +14,24 @@ control (:class:`Cancel`, :class:`Ping`). Worker -> gateway: one
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 WorkerState = Literal["loading", "ready", "failed", "draining"]
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
+# Chat jobs with tools: "auto" parses the calls the model writes, "none"
+# parses none, "forced" means the output *is* one call: JSON {"name", "arguments"}
+# constrained by SamplingParams.json_schema.
+ToolMode = Literal["auto", "none", "forced"]
+
+
+class ToolCall(msgspec.Struct):
+    """A function call the model made; ``arguments`` is JSON text (an object)."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 class ChatMessage(msgspec.Struct, omit_defaults=True):
@@ -28,6 +40,9 @@ class ChatMessage(msgspec.Struct, omit_defaults=True):
     role: str
     content: str | None = None
     name: str | None = None
+    # An assistant turn's calls, and a tool result's call id (role "tool").
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
 
 class SamplingParams(msgspec.Struct, omit_defaults=True):
@@ -64,6 +79,10 @@ class ChatJob(msgspec.Struct, tag="chat"):
     id: str
     messages: list[ChatMessage]
     params: SamplingParams
+    # OpenAI tool definitions ({"type": "function", "function": {...}}), given
+    # to the chat template; how calls are read from the output: ``tool_mode``.
+    tools: list[dict[str, Any]] | None = None
+    tool_mode: ToolMode = "auto"
 
 
 class CompletionJob(msgspec.Struct, tag="completion"):
@@ -124,6 +143,8 @@ class Delta(msgspec.Struct, array_like=True):
     logprobs: list[TokenLogprob] | None = None
     # Text inside the model's reasoning markers (<think>...</think>), apart.
     reasoning: str = ""
+    # Tool calls completed in this step (their text is not in ``text``).
+    tool_calls: list[ToolCall] = []
 
 
 class Finished(msgspec.Struct):
@@ -137,6 +158,7 @@ class Finished(msgspec.Struct):
     # The stop string that ended the job (finish_reason "stop"); None for EOS.
     stop_sequence: str | None = None
     reasoning: str = ""
+    tool_calls: list[ToolCall] = []
 
 
 class JobFailed(msgspec.Struct):

@@ -38,7 +38,7 @@ CORPUS_PATH = Path(__file__).with_name("demo_corpus.txt")
 
 # Bump when the folder layout or file contents change in a way the fingerprint
 # below would not notice, so existing folders are rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the chat template renders tools
 COMPLETE_MARKER = ".complete"
 
 VOCAB_SIZE = 1000
@@ -46,11 +46,13 @@ ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)  # ids 0, 1, 2 in this order
 BOS_TOKEN_ID, EOS_TOKEN_ID = 0, 2  # as in Qwen2: bos is <|endoftext|>, never prepended
 
-# ChatML. Content may be a string or a list of OpenAI-style parts (text parts are
+# ChatML, with tools as Qwen2.5 renders them: their JSON signatures inside
+# <tools></tools> in the system prompt, an assistant's calls as
+# <tool_call>{"name": ..., "arguments": ...}</tool_call> (mlx-lm reads these
+# with its "json_tools" parser) and tool results as <tool_response> in a user
+# turn. Content may be a string or a list of OpenAI-style parts (text parts are
 # joined; others are ignored: these models only read text).
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+CONTENT = (
     "{%- if message['content'] is string -%}"
     "{{- message['content'] -}}"
     "{%- elif message['content'] -%}"
@@ -58,7 +60,44 @@ CHAT_TEMPLATE = (
     "{%- if part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
     "{%- endfor -%}"
     "{%- endif -%}"
+)
+CHAT_TEMPLATE = (
+    "{%- if tools -%}"
+    "{{- '<|im_start|>system\\n' -}}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set message = messages[0] -%}" + CONTENT + "{{- '\\n\\n' -}}"
+    "{%- endif -%}"
+    "{{- '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' -}}"
+    "{%- for tool in tools -%}{{- '\\n' -}}{{- tool | tojson -}}{%- endfor -%}"
+    "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name "
+    "and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
+    '{"name": <function-name>, "arguments": <args-json-object>}\\n</tool_call>'
+    "<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if tools and loop.first and message['role'] == 'system' -%}"
+    "{%- elif message['role'] == 'tool' -%}"
+    "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' -%}"
+    "{{- '<|im_start|>user' -}}"
+    "{%- endif -%}"
+    "{{- '\\n<tool_response>\\n' -}}" + CONTENT + "{{- '\\n</tool_response>' -}}"
+    "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' -%}"
     "{{- '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- else -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}" + CONTENT + ""
+    "{%- for tool_call in message['tool_calls'] or [] -%}"
+    "{%- if tool_call.function is defined -%}"
+    "{%- set tool_call = tool_call.function -%}"
+    "{%- endif -%}"
+    "{%- if not loop.first or message['content'] -%}{{- '\\n' -}}{%- endif -%}"
+    '{{- \'<tool_call>\\n{"name": "\' + tool_call.name + \'", "arguments": \' -}}'
+    "{{- tool_call.arguments | tojson -}}"
+    "{{- '}\\n</tool_call>' -}}"
+    "{%- endfor -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )

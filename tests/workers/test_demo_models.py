@@ -69,6 +69,37 @@ def test_chat_template_is_chatml(loaded) -> None:
     assert tokenizer.eos_token_id in tokenizer.eos_token_ids
 
 
+def test_chat_template_renders_tools_as_qwen2_5_does(loaded) -> None:
+    _, _, tokenizer = loaded
+    # mlx-lm reads this template's calls with its JSON parser.
+    assert tokenizer.has_tool_calling and tokenizer.tool_call_start == "<tool_call>"
+    tools = [{"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}]
+    messages = [
+        CHAT[0],
+        {"role": "user", "content": "Time?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "now", "arguments": {}}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c", "content": "noon"},
+    ]
+    prompt = tokenizer.apply_chat_template(
+        messages, tools=tools, add_generation_prompt=True, tokenize=False
+    )
+    assert prompt.startswith("<|im_start|>system\nYou are terse.\n\n# Tools\n")
+    assert '<tools>\n{"type": "function", "function": {"name": "now"' in prompt
+    assert prompt.endswith(
+        "<|im_start|>user\nTime?<|im_end|>\n"
+        '<|im_start|>assistant\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'
+        "<|im_end|>\n"
+        "<|im_start|>user\n<tool_response>\nnoon\n</tool_response><|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
 def test_unicode_round_trips(loaded) -> None:
     _, _, tokenizer = loaded
     ids = tokenizer.encode(TEXT)

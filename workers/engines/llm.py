@@ -12,6 +12,7 @@ carries on. Text is streamed through mlx-lm's own streaming detokenizers
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Generator
@@ -33,6 +34,7 @@ from mlx_lm.utils import load as load_model
 from protocol.config import ModelConfig
 from protocol.messages import (
     ChatJob,
+    ChatMessage,
     CompletionJob,
     Delta,
     Events,
@@ -59,6 +61,7 @@ from workers.engines.sampling import (
 )
 from workers.engines.stops import StopStringMatcher
 from workers.engines.token_bytes import token_bytes_reader, token_text
+from workers.engines.tools import ToolCallReader, ToolFormat
 from workers.weights import local_or_hub
 
 log = structlog.get_logger()
@@ -87,6 +90,10 @@ class LLMOptions(msgspec.Struct, forbid_unknown_fields=True):
     # mlx-lm finds in the tokenizer (<think>/</think> and kin), "off" keeps it
     # in the content, or [start, end] names the markers.
     reasoning: str | list[str] = "auto"
+    # Tool calls (chat with tool_choice "auto"): the mlx-lm tool parser
+    # (mlx_lm.tool_parsers.<name>, e.g. "json_tools") reading the model's calls;
+    # None uses the one mlx-lm infers from the chat template, if any.
+    tool_parser: str | None = None
 
 
 @dataclass
@@ -112,6 +119,8 @@ class _Sequence:
     top_logprobs: int = 0
     # Structured output: the processor masking what the JSON schema forbids.
     grammar: GrammarProcessor | None = None
+    # Chat with tools: what reads tool calls out of the content text.
+    tools: ToolCallReader | None = None
     # In the batch: its BatchGenerator uid. Solo: its generate_step and cache.
     uid: int | None = None
     solo: Generator[tuple[Any, mx.array], None, None] | None = None
@@ -144,6 +153,10 @@ class LLMEngine:
         self.tokenizer = tokenizer
         self._eos = set(tokenizer.eos_token_ids)
         self._reasoning = self._reasoning_markers()
+        if self.options.tool_parser is not None:
+            self._tool_format: ToolFormat | None = ToolFormat.named(self.options.tool_parser)
+        else:
+            self._tool_format = ToolFormat.of_tokenizer(tokenizer)
         self._prefix_cache = LRUPromptCache(
             max_size=self.options.prompt_cache_entries, max_bytes=self.options.prompt_cache_bytes
         )
@@ -208,13 +221,11 @@ class LLMEngine:
                 raise JobError(
                     f"model {self.config.name!r} has no chat template; use /v1/completions"
                 )
-            messages = [msgspec.structs.asdict(m) for m in job.messages]
-            for m in messages:
-                if m["name"] is None:
-                    del m["name"]
+            messages = [_template_message(m) for m in job.messages]
+            extra = {"tools": job.tools} if job.tools else {}
             try:
                 text = tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, tokenize=False
+                    messages, add_generation_prompt=True, tokenize=False, **extra
                 )
             except Exception as exc:  # jinja raises TemplateError, ValueError...
                 raise JobError(f"the model's chat template rejected the messages: {exc}") from exc
@@ -266,6 +277,11 @@ class LLMEngine:
         )
         # Constrained output is the answer itself, never reasoning.
         seq.reasoning = self._reasoning_state(job, tokens) if grammar is None else None
+        if isinstance(job, ChatJob) and job.tools and job.tool_mode != "none":
+            if job.tool_mode == "forced" and grammar is None:
+                raise JobError("a forced tool call needs its JSON schema", param="tool_choice")
+            if job.tool_mode == "forced" or self._tool_format is not None:
+                seq.tools = ToolCallReader(job.tool_mode, self._tool_format, job.tools)
         cache = self._cached_prefix(seq)
         if params.echo and isinstance(job, CompletionJob):
             prompt = job.prompt
@@ -417,6 +433,7 @@ class LLMEngine:
                         seq.pending_tokens,
                         self._take_logprobs(seq),
                         "".join(seq.pending_reasoning),
+                        seq.tools.take() if seq.tools is not None else [],
                     )
                 )
                 seq.pending_text.clear()
@@ -505,6 +522,9 @@ class LLMEngine:
         self._stats.requests_finished += 1
         if seq.grammar is not None and seq.grammar.failed:  # its mask let EOS only
             log.warning("grammar_failed", job=seq.job_id, error=seq.grammar.failed[:500])
+        calls = seq.tools.take() if seq.tools is not None else []
+        if seq.tools is not None and seq.tools.calls and finish_reason == "stop":
+            finish_reason = "tool_calls"
         events.finished.append(
             Finished(
                 id=seq.job_id,
@@ -514,22 +534,32 @@ class LLMEngine:
                 logprobs=self._take_logprobs(seq),
                 stop_sequence=seq.stops.matched,
                 reasoning="".join(seq.pending_reasoning),
+                tool_calls=calls,
             )
         )
         return True, first_text
 
     @staticmethod
     def _split_reasoning(seq: _Sequence, text: str, *, end: bool) -> None:
-        """Route text to the answer or the reasoning; markers themselves vanish."""
+        """Route text to the answer or the reasoning; markers themselves vanish.
+        The answer's tool calls (if it may have any) are taken out of it."""
         if seq.reasoning is None:
-            seq.pending_text.append(text)
-            return
-        seq.reasoning, segments = TextStateMachine.split(seq.reasoning, text)
-        if end:  # a marker's possible start held back is plain text after all
-            seq.reasoning, held, state = TextStateMachine.flush(seq.reasoning)
-            segments.append((state, held))
+            segments = [("normal", text)]
+        else:
+            seq.reasoning, segments = TextStateMachine.split(seq.reasoning, text)
+            if end:  # a marker's possible start held back is plain text after all
+                seq.reasoning, held, state = TextStateMachine.flush(seq.reasoning)
+                segments.append((state, held))
+        answer = []
         for state, part in segments:
-            (seq.pending_reasoning if state == "reasoning" else seq.pending_text).append(part)
+            if state == "reasoning":
+                seq.pending_reasoning.append(part)
+            else:
+                answer.append(part)
+        content = "".join(answer)
+        if seq.tools is not None:
+            content = seq.tools.feed(content, end=end)
+        seq.pending_text.append(content)
 
     def _logprob(self, token: int, logprobs: mx.array, top: int) -> TokenLogprob:
         """OpenAI's view of a token: its text and raw bytes, and the likeliest alternatives."""
@@ -553,3 +583,25 @@ class LLMEngine:
     def stats(self) -> WorkerStats:
         self._stats.active = len(self._jobs)
         return self._stats
+
+
+def _template_message(message: ChatMessage) -> dict[str, Any]:
+    """A message as Hugging Face chat templates expect it: tool calls with
+    their arguments as an object (as mlx-lm's server passes them)."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.name is not None:
+        out["name"] = message.name
+    if message.tool_calls:
+        if out["content"] is None:
+            out["content"] = ""
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.loads(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out

@@ -1,0 +1,168 @@
+"""Tool calls in the LLM engine: forced by a grammar ("required" / a named
+function), parsed with mlx-lm's tool parser ("auto"), and tool messages and
+assistant calls rendered into the demo model's chat template."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from protocol.config import ModelConfig
+from protocol.messages import ChatJob, ChatMessage, Events, SamplingParams, ToolCall
+from workers.engines.llm import LLMEngine
+from workers.engines.tools import ToolCallReader, ToolFormat
+
+WEATHER_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 10},
+        "unit": {"enum": ["c", "f"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
+    "required": ["city", "unit", "days"],
+    "additionalProperties": False,
+}
+TIME_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {"zone": {"type": "string", "maxLength": 6}},
+    "required": ["zone"],
+    "additionalProperties": False,
+}
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_PARAMS}},
+    {"type": "function", "function": {"name": "get_time", "parameters": TIME_PARAMS}},
+]
+PARAMS = {"get_weather": WEATHER_PARAMS, "get_time": TIME_PARAMS}
+HI = [ChatMessage("user", "What is the weather in Paris?")]
+
+
+def call_schema(*names: str) -> str:
+    variants = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": n}, "arguments": PARAMS[n]},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for n in names
+    ]
+    return json.dumps(variants[0] if len(variants) == 1 else {"anyOf": variants})
+
+
+@pytest.fixture(scope="module")
+def engine(demo_models: dict[str, Path]) -> LLMEngine:
+    config = ModelConfig(
+        name="demo-qwen2-tiny",
+        family="llm",
+        path=str(demo_models["demo-qwen2-tiny"]),
+        endpoint="inproc://unused",
+        options={"context_length": 2048},
+    )
+    engine = LLMEngine(config)
+    engine.load()
+    return engine
+
+
+def run_to_end(engine: LLMEngine) -> list[Events]:
+    steps = []
+    while engine.has_work():
+        steps.append(engine.step(0.005))
+    return steps
+
+
+def outcome(steps: list[Events], job_id: str) -> tuple[str, list[ToolCall], str]:
+    text = "".join(d.text for s in steps for d in s.deltas if d.id == job_id)
+    calls = [c for s in steps for d in s.deltas if d.id == job_id for c in d.tool_calls]
+    (done,) = [f for s in steps for f in s.finished if f.id == job_id]
+    return text + done.text, calls + done.tool_calls, done.finish_reason
+
+
+def forced(seed: int, *names: str) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=300, temperature=1.0, seed=seed, json_schema=call_schema(*names)
+    )
+
+
+def test_the_demo_template_gets_mlx_lms_json_tools_parser(engine: LLMEngine) -> None:
+    assert engine.tokenizer.has_tool_calling
+    assert engine.tokenizer.tool_call_start == "<tool_call>"
+
+
+@pytest.mark.parametrize("names", [("get_weather",), ("get_weather", "get_time")])
+def test_forced_calls_validate_against_their_parameters(
+    engine: LLMEngine, names: tuple[str, ...]
+) -> None:
+    for seed in range(6):
+        engine.submit(ChatJob(f"f{seed}", HI, forced(seed, *names), TOOLS, "forced"))
+        # Two at a time for odd seeds: the batch path as well as solo.
+        if seed % 2:
+            engine.submit(ChatJob(f"g{seed}", HI, forced(seed + 100, *names), TOOLS, "forced"))
+        steps = run_to_end(engine)
+        for job in [f"f{seed}"] + ([f"g{seed}"] if seed % 2 else []):
+            text, calls, reason = outcome(steps, job)
+            assert (text, reason) == ("", "tool_calls")
+            (call,) = calls
+            assert call.name in names and call.id.startswith("call_")
+            jsonschema.validate(json.loads(call.arguments), PARAMS[call.name])
+
+
+def test_round_trip_renders_calls_and_results(engine: LLMEngine) -> None:
+    messages = [
+        *HI,
+        ChatMessage(
+            "assistant",
+            None,
+            tool_calls=[ToolCall("call_1", "get_weather", '{"city": "Paris", "unit": "c"}')],
+        ),
+        ChatMessage("tool", "sunny, 21 C", tool_call_id="call_1"),
+    ]
+    job = ChatJob("rt", messages, SamplingParams(max_tokens=10, temperature=0), TOOLS, "auto")
+    prompt = engine.tokenizer.decode(engine.prompt_tokens(job))
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"' in prompt
+    assert "<tool_response>\nsunny, 21 C\n</tool_response>" in prompt
+    assert '"name": "get_time"' in prompt  # the tools, in the system prompt
+    engine.submit(job)
+    _, calls, reason = outcome(run_to_end(engine), "rt")
+    assert reason in ("stop", "length", "tool_calls")
+
+
+def test_auto_and_none_run_to_an_end(engine: LLMEngine) -> None:
+    for mode in ("auto", "none"):
+        params = SamplingParams(max_tokens=30, temperature=1.0, seed=3)
+        engine.submit(ChatJob(mode, HI, params, TOOLS, mode))  # type: ignore[arg-type]
+        text, calls, reason = outcome(run_to_end(engine), mode)
+        assert reason in ("stop", "length", "tool_calls")
+        for call in calls:
+            assert isinstance(json.loads(call.arguments), dict)
+
+
+def reader() -> ToolCallReader:
+    return ToolCallReader("auto", ToolFormat.named("json_tools"), TOOLS)
+
+
+def test_auto_reader_takes_calls_out_of_the_text_across_pieces() -> None:
+    r = reader()
+    text = 'Sure. <tool_call>\n{"name": "get_time", "arguments": {"zone": "UTC"}}\n</tool_call> ok'
+    pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+    out = "".join(r.feed(p, end=i == len(pieces) - 1) for i, p in enumerate(pieces))
+    assert out == "Sure.  ok"
+    (call,) = r.take()
+    assert (call.name, json.loads(call.arguments)) == ("get_time", {"zone": "UTC"})
+    assert r.take() == []
+
+
+def test_auto_reader_gives_back_what_does_not_parse() -> None:
+    r = reader()
+    assert r.feed("a <tool_call>{not json", end=True) == "a <tool_call>{not json"
+    assert r.calls == []
+    assert reader().feed("plain <tool", end=True) == "plain <tool"
+
+
+def test_forced_reader_cut_short_is_text() -> None:
+    r = ToolCallReader("forced", None, TOOLS)
+    assert r.feed('{"name": "get_time", "argu', end=True) == '{"name": "get_time", "argu'
+    assert r.calls == []

@@ -1,0 +1,147 @@
+"""Tool calls in a chat job's output: parsed (``auto``) or forced (``forced``).
+
+``auto``: the text between the model's tool-call markers (mlx-lm's tool
+parser for its family: ``<tool_call>``/``</tool_call>`` for Qwen-style JSON
+calls and so on) is held back from the content and parsed into calls with
+the same parser mlx-lm's server uses. ``forced``: the whole output is one
+call as JSON ``{"name": ..., "arguments": {...}}``, already constrained by a
+grammar to be valid, and becomes the call when the sequence ends.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlx_lm.generate import TextStateMachine
+
+from protocol.messages import ToolCall
+
+Parser = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    """How one model family writes calls: its markers and mlx-lm's parser."""
+
+    start: str
+    end: str
+    parse: Parser
+
+    @classmethod
+    def named(cls, name: str) -> ToolFormat:
+        """mlx-lm's ``mlx_lm.tool_parsers.<name>`` (a ``tool_parser`` option)."""
+        if not name.isidentifier():
+            raise ValueError(f"unknown tool parser {name!r}")
+        try:
+            module = importlib.import_module(f"mlx_lm.tool_parsers.{name}")
+        except ImportError as exc:
+            raise ValueError(f"unknown tool parser {name!r}") from exc
+        return cls(module.tool_call_start, module.tool_call_end, module.parse_tool_call)
+
+    @classmethod
+    def of_tokenizer(cls, tokenizer: Any) -> ToolFormat | None:
+        """The format mlx-lm inferred from the tokenizer / chat template."""
+        if not getattr(tokenizer, "has_tool_calling", False) or tokenizer.tool_parser is None:
+            return None
+        return cls(tokenizer.tool_call_start, tokenizer.tool_call_end, tokenizer.tool_parser)
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _call(parsed: Any) -> ToolCall:
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("name"), str):
+        raise ValueError("a tool call needs a name")
+    arguments = parsed.get("arguments", {})
+    if isinstance(arguments, str):  # some parsers keep the JSON text
+        arguments = json.loads(arguments)
+    if not isinstance(arguments, dict):
+        raise ValueError("tool call arguments must be a JSON object")
+    text = json.dumps(arguments, ensure_ascii=False)
+    return ToolCall(id=parsed.get("id") or new_call_id(), name=parsed["name"], arguments=text)
+
+
+def parse_calls(fmt: ToolFormat, text: str, tools: Any) -> list[ToolCall]:
+    """The calls in one marked span; ValueError when it does not parse."""
+    try:
+        parsed = fmt.parse(text, tools)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(str(exc)) from exc
+    return [_call(p) for p in (parsed if isinstance(parsed, list) else [parsed])]
+
+
+def forced_call(text: str) -> ToolCall:
+    """The call a grammar-forced output spells out (``{"name", "arguments"}``)."""
+    return _call(json.loads(text))
+
+
+@dataclass
+class ToolCallReader:
+    """Splits one sequence's content text into plain text and tool calls."""
+
+    mode: str  # "auto" or "forced"
+    fmt: ToolFormat | None
+    tools: Any
+    calls: list[ToolCall] = field(default_factory=list)
+    _state: Any = None
+    _span: list[str] = field(default_factory=list)
+    _sent: int = 0  # calls already handed out
+
+    def __post_init__(self) -> None:
+        if self.mode == "auto" and self.fmt is not None:
+            machine = TextStateMachine(
+                {"normal": [(self.fmt.start, "tool")], "tool": [(self.fmt.end, "normal")]}
+            )
+            self._state = machine.make_state("normal")
+
+    def feed(self, text: str, *, end: bool) -> str:
+        """The plain text of ``text``; the calls completed go to :attr:`calls`."""
+        if self.mode == "forced":
+            self._span.append(text)
+            if not end:
+                return ""
+            whole = "".join(self._span)
+            try:
+                self.calls.append(forced_call(whole))
+            except ValueError:  # cut short (max_tokens): not a call, give the text
+                return whole
+            return ""
+        if self._state is None:
+            return text
+        self._state, segments = TextStateMachine.split(self._state, text)
+        if end:
+            self._state, held, state = TextStateMachine.flush(self._state)
+            segments.append((state, held))
+        plain: list[str] = []
+        for state, part in segments:
+            if state != "tool":
+                if self._span:  # the end marker closed a span
+                    plain.append(self._close())
+                plain.append(part)
+            else:
+                self._span.append(part)
+        if end and self._span:  # never closed: parse what is there (or give it back)
+            plain.append(self._close())
+        return "".join(plain)
+
+    def _close(self) -> str:
+        assert self.fmt is not None
+        text = "".join(self._span)
+        self._span.clear()
+        try:
+            self.calls.extend(parse_calls(self.fmt, text, self.tools))
+        except ValueError:
+            return self.fmt.start + text  # not a call after all: keep it as content
+        return ""
+
+    def take(self) -> list[ToolCall]:
+        """The calls not handed out yet."""
+        new = self.calls[self._sent :]
+        self._sent = len(self.calls)
+        return new
