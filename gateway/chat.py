@@ -110,7 +110,7 @@ async def _chunks(
     for index in range(len(streams)):
         yield chunk(ChunkChoice(index, ChunkDelta(role="assistant", content="")))
     finished = []
-    calls_sent: dict[int, int] = {}  # choice -> index of its last call streamed
+    calls_sent: dict[int, dict[str, int]] = {}  # choice -> its calls' ids -> index
     async for index, piece in merged_pieces(streams):
         if piece.reasoning:
             yield chunk(ChunkChoice(index, ChunkDelta(reasoning_content=piece.reasoning)))
@@ -118,12 +118,17 @@ async def _chunks(
             logprobs = _logprobs(piece.logprobs) if piece.logprobs is not None else None
             yield chunk(ChunkChoice(index, ChunkDelta(content=piece.text), None, logprobs))
         for call in piece.tool_calls:
-            # OpenAI's fragments: the call's head, then its argument text.
-            at = calls_sent[index] = calls_sent.get(index, -1) + 1
-            head = ToolCallChunk(at, FunctionChunk(call.name, ""), call.id, "function")
-            yield chunk(ChunkChoice(index, ChunkDelta(tool_calls=[head])))
-            args = ToolCallChunk(at, FunctionChunk(arguments=call.arguments))
-            yield chunk(ChunkChoice(index, ChunkDelta(tool_calls=[args])))
+            # OpenAI's fragments: the call's head, then pieces of its argument
+            # text (a call piece with a known id carries more of them).
+            known = calls_sent.setdefault(index, {})
+            at = known.get(call.id)
+            if at is None:
+                at = known[call.id] = len(known)
+                head = ToolCallChunk(at, FunctionChunk(call.name, ""), call.id, "function")
+                yield chunk(ChunkChoice(index, ChunkDelta(tool_calls=[head])))
+            if call.arguments:
+                args = ToolCallChunk(at, FunctionChunk(arguments=call.arguments))
+                yield chunk(ChunkChoice(index, ChunkDelta(tool_calls=[args])))
         if piece.finished is not None:
             finished.append(piece.finished)
             yield chunk(ChunkChoice(index, ChunkDelta(), piece.finished.finish_reason))

@@ -102,9 +102,22 @@ async def collect(streams: list[JobStream]) -> list[Piece]:
             logprobs[index] = (logprobs[index] or []) + piece.logprobs
         done[index] = piece.finished
     return [
-        Piece("".join(t), lp, f, "".join(r), c)
+        Piece("".join(t), lp, f, "".join(r), merge_calls(c))
         for t, lp, f, r, c in zip(texts, logprobs, done, reasoning, calls, strict=True)
     ]
+
+
+def merge_calls(calls: list[ToolCall]) -> list[ToolCall]:
+    """Whole calls from a job's call pieces: a call whose id came before
+    continues that call with more argument text."""
+    merged: dict[str, ToolCall] = {}
+    for call in calls:
+        known = merged.get(call.id)
+        if known is None:
+            merged[call.id] = ToolCall(call.id, call.name, call.arguments)
+        else:
+            known.arguments += call.arguments
+    return list(merged.values())
 
 
 class ClientGone(Exception):

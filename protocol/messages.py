@@ -143,7 +143,8 @@ class Delta(msgspec.Struct, array_like=True):
     logprobs: list[TokenLogprob] | None = None
     # Text inside the model's reasoning markers (<think>...</think>), apart.
     reasoning: str = ""
-    # Tool calls completed in this step (their text is not in ``text``).
+    # Tool calls made in this step (their text is not in ``text``). A call
+    # whose id came before continues it: ``arguments`` is more of its text.
     tool_calls: list[ToolCall] = []
 
 

@@ -145,6 +145,8 @@ def test_auto_gives_content_or_valid_calls(client: openai.OpenAI, model: str, st
 BAD_REQUESTS: list[tuple[dict[str, Any], str]] = [
     ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
     ({"tool_choice": "sometimes"}, "tool_choice"),
+    ({"tool_choice": {"type": "function"}}, "tool_choice"),
+    ({"tools": [{"type": "web_search"}]}, "tools"),
     (
         {
             "tools": [

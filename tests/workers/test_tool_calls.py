@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from gateway.streaming import merge_calls
 from protocol.config import ModelConfig
 from protocol.messages import ChatJob, ChatMessage, Events, SamplingParams, ToolCall
 from workers.engines.llm import LLMEngine
@@ -78,7 +79,7 @@ def outcome(steps: list[Events], job_id: str) -> tuple[str, list[ToolCall], str]
     text = "".join(d.text for s in steps for d in s.deltas if d.id == job_id)
     calls = [c for s in steps for d in s.deltas if d.id == job_id for c in d.tool_calls]
     (done,) = [f for s in steps for f in s.finished if f.id == job_id]
-    return text + done.text, calls + done.tool_calls, done.finish_reason
+    return text + done.text, merge_calls(calls + done.tool_calls), done.finish_reason
 
 
 def forced(seed: int, *names: str) -> SamplingParams:
@@ -166,3 +167,25 @@ def test_forced_reader_cut_short_is_text() -> None:
     r = ToolCallReader("forced", None, TOOLS)
     assert r.feed('{"name": "get_time", "argu', end=True) == '{"name": "get_time", "argu'
     assert r.calls == []
+
+
+def test_forced_reader_streams_the_arguments_of_the_call_it_names_first() -> None:
+    r = ToolCallReader("forced", None, TOOLS)
+    text = '{"name": "get_time", "arguments": {"zone": "UTC"}}'
+    pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
+    taken = []
+    for i, piece in enumerate(pieces):
+        assert r.feed(piece, end=i == len(pieces) - 1) == ""
+        taken.append(r.take())
+    head = next(calls for calls in taken if calls)[0]
+    assert (head.name, head.arguments) == ("get_time", "")
+    parts = [c for calls in taken for c in calls]
+    assert len(parts) > 3 and {c.id for c in parts} == {head.id}
+    assert "".join(c.arguments for c in parts) == '{"zone": "UTC"}'
+
+
+def test_forced_reader_cut_after_the_head_keeps_the_partial_call() -> None:
+    r = ToolCallReader("forced", None, TOOLS)
+    assert r.feed('{"name": "get_time", "arguments": {"zo', end=True) == ""
+    (call,) = merge_calls(r.take())
+    assert (call.name, call.arguments) == ("get_time", '{"zo')

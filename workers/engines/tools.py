@@ -5,13 +5,18 @@ parser for its family: ``<tool_call>``/``</tool_call>`` for Qwen-style JSON
 calls and so on) is held back from the content and parsed into calls with
 the same parser mlx-lm's server uses. ``forced``: the whole output is one
 call as JSON ``{"name": ..., "arguments": {...}}``, already constrained by a
-grammar to be valid, and becomes the call when the sequence ends.
+grammar to be valid. Its head (``{"name": "...", "arguments": ``, compact
+JSON as the grammar writes it) makes the call as soon as it is complete, and
+the argument text then streams as more of the same call: a :class:`ToolCall`
+whose id was already handed out continues that call (its ``arguments`` are
+the next piece of text).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +27,9 @@ from mlx_lm.generate import TextStateMachine
 from protocol.messages import ToolCall
 
 Parser = Callable[[str, Any], Any]
+
+# How a forced call starts, in the grammar's compact JSON.
+_FORCED_HEAD = re.compile(r'\{"name": ("(?:[^"\\]|\\.)*"), "arguments": ')
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,11 @@ class ToolCallReader:
     _state: Any = None
     _span: list[str] = field(default_factory=list)
     _sent: int = 0  # calls already handed out
+    # Forced: the call made from the head, where its arguments start, and how
+    # much of them was handed out.
+    _head: ToolCall | None = None
+    _args_at: int = 0
+    _args_sent: int = 0
 
     def __post_init__(self) -> None:
         if self.mode == "auto" and self.fmt is not None:
@@ -103,15 +116,7 @@ class ToolCallReader:
     def feed(self, text: str, *, end: bool) -> str:
         """The plain text of ``text``; the calls completed go to :attr:`calls`."""
         if self.mode == "forced":
-            self._span.append(text)
-            if not end:
-                return ""
-            whole = "".join(self._span)
-            try:
-                self.calls.append(forced_call(whole))
-            except ValueError:  # cut short (max_tokens): not a call, give the text
-                return whole
-            return ""
+            return self._feed_forced(text, end=end)
         if self._state is None:
             return text
         self._state, segments = TextStateMachine.split(self._state, text)
@@ -129,6 +134,40 @@ class ToolCallReader:
         if end and self._span:  # never closed: parse what is there (or give it back)
             plain.append(self._close())
         return "".join(plain)
+
+    def _feed_forced(self, text: str, *, end: bool) -> str:
+        self._span.append(text)
+        whole = "".join(self._span)
+        if len(self._span) > 1:
+            self._span[:] = [whole]
+        if self._head is None:
+            head = _FORCED_HEAD.match(whole)
+            if head is not None:
+                self._head = ToolCall(new_call_id(), json.loads(head.group(1)), "")
+                self.calls.append(self._head)
+                self._args_at = head.end()
+            elif not end:
+                return ""
+            else:  # another layout than the grammar's usual one: read it whole
+                try:
+                    self.calls.append(forced_call(whole))
+                except ValueError:  # cut short (max_tokens): not a call, give the text
+                    return whole
+                return ""
+        args = whole[self._args_at :]
+        if not end:
+            stop = len(args) - 1  # hold back what may be the closing "}" of the call
+        else:
+            try:
+                json.loads(whole)
+                stop = len(args) - 1  # complete: that last "}" closes the call
+            except ValueError:
+                stop = len(args)  # cut short: the arguments so far
+        piece = args[self._args_sent : stop]
+        if piece:
+            self.calls.append(ToolCall(self._head.id, self._head.name, piece))
+            self._args_sent += len(piece)
+        return ""
 
     def _close(self) -> str:
         assert self.fmt is not None
