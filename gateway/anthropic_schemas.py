@@ -40,14 +40,51 @@ class DocumentBlockIn(msgspec.Struct, tag="document"):
 
 
 class ToolUseBlockIn(msgspec.Struct, tag="tool_use"):
-    id: Any = None
+    """A call the assistant made in an earlier turn."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
 
 
 class ToolResultBlockIn(msgspec.Struct, tag="tool_result"):
-    tool_use_id: Any = None
+    """A call's result, in the user turn after it: text, or text blocks."""
+
+    tool_use_id: str
+    content: str | list[TextBlockIn | ImageBlockIn | DocumentBlockIn] | None = None
+    is_error: bool = False
 
 
 ContentBlockIn = TextBlockIn | ImageBlockIn | DocumentBlockIn | ToolUseBlockIn | ToolResultBlockIn
+
+
+class ToolIn(msgspec.Struct):
+    """A client tool; ``type`` is absent or "custom" (server tools have others)."""
+
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    input_schema: dict[str, Any] | None = None  # required, but checked by the handler
+    description: str | None = None
+    type: str | None = None
+
+
+class ToolChoiceAuto(msgspec.Struct, tag="auto"):
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceAny(msgspec.Struct, tag="any"):
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceTool(msgspec.Struct, tag="tool"):
+    name: str
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceNone(msgspec.Struct, tag="none"):
+    pass
+
+
+ToolChoice = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
 
 
 class MessageIn(msgspec.Struct):
@@ -71,19 +108,29 @@ class MessagesRequest(msgspec.Struct):
     top_k: TopK | None = None
     stream: bool = False
     metadata: Any = None  # user_id for abuse tracking: nothing to do with it here
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[ToolIn] | None = None
+    tool_choice: ToolChoice | None = None
     thinking: Any = None
     output_config: OutputConfig | None = None
+    seed: int | None = None  # an extension (as top_k is for OpenAI): reproducible sampling
 
 
 # --- responses -----------------------------------------------------------------
 
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
 class TextBlock(msgspec.Struct, tag="text"):
     text: str
+
+
+class ToolUseBlock(msgspec.Struct, tag="tool_use"):
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+ContentBlock = TextBlock | ToolUseBlock
 
 
 class Usage(msgspec.Struct):
@@ -94,7 +141,7 @@ class Usage(msgspec.Struct):
 class Message(msgspec.Struct, tag="message"):
     id: str
     model: str
-    content: list[TextBlock]
+    content: list[ContentBlock]
     stop_reason: StopReason | None
     stop_sequence: str | None
     usage: Usage
@@ -110,7 +157,7 @@ class MessageStart(msgspec.Struct, tag="message_start"):
 
 class ContentBlockStart(msgspec.Struct, tag="content_block_start"):
     index: int
-    content_block: TextBlock
+    content_block: ContentBlock
 
 
 class Ping(msgspec.Struct, tag="ping"):
@@ -121,9 +168,15 @@ class TextDelta(msgspec.Struct, tag="text_delta"):
     text: str
 
 
+class InputJSONDelta(msgspec.Struct, tag="input_json_delta"):
+    """More of a tool_use block's ``input``, as JSON text (a client joins the pieces)."""
+
+    partial_json: str
+
+
 class ContentBlockDelta(msgspec.Struct, tag="content_block_delta"):
     index: int
-    delta: TextDelta
+    delta: TextDelta | InputJSONDelta
 
 
 class ContentBlockStop(msgspec.Struct, tag="content_block_stop"):

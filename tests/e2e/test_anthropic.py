@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anthropic
 import httpx
+import jsonschema
 import openai
 import pytest
 
 from tests.e2e.conftest import BROKEN, LLAMA, QWEN, QWEN_MAX_PENDING
 from tests.e2e.harness import Stack
+from tests.e2e.test_tool_calls import PARAMS, TIME
 
 HI: list[Any] = [{"role": "user", "content": "Name a colour."}]
 # anthropic 2.x dropped temperature/top_p/top_k from its typed arguments (newer
@@ -234,24 +237,6 @@ DOC = {"type": "document", "source": {"type": "text", "media_type": "text/plain"
             "messages[0].content[1]",
         ),
         ({"messages": [{"role": "user", "content": [DOC]}]}, "messages[0].content[0]"),
-        (
-            {
-                "messages": [
-                    *HI,
-                    {
-                        "role": "assistant",
-                        "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}],
-                    },
-                    {
-                        "role": "user",
-                        "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}],
-                    },
-                ]
-            },
-            "messages[1].content[0]",
-        ),
-        ({"tools": [{"name": "f", "input_schema": {"type": "object"}}]}, "tools"),
-        ({"tool_choice": {"type": "auto"}}, "tool_choice"),
         ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
         ({"top_k": -1}, "top_k"),
         ({"output_config": {"format": {"type": "json_schema", "schema": {}}}}, "output_config"),
@@ -287,3 +272,276 @@ def test_disabled_thinking_and_metadata_are_accepted(claude: anthropic.Anthropic
         output_config={"effort": "low"},
     )
     assert message.usage.output_tokens == 4
+
+
+# --- tools ---------------------------------------------------------------------
+# The demo models have random weights: a forced call's input validates only
+# because decoding is constrained by the call's grammar (as for chat, in
+# test_tool_calls.py, whose tools these are in Anthropic's shape).
+
+WEATHER_Q: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+TOOLS: list[Any] = [
+    {"name": name, "description": f"{name} somewhere", "input_schema": schema}
+    for name, schema in PARAMS.items()
+]
+ANY = {"type": "any"}
+NAMED_TOOL = {"type": "tool", "name": "get_time"}
+
+
+def ask_tools(
+    claude: anthropic.Anthropic, model: str, seed: int, **kwargs: Any
+) -> anthropic.types.Message:
+    kwargs.setdefault("max_tokens", 300)
+    kwargs.setdefault("messages", WEATHER_Q)
+    return claude.messages.create(
+        model=model, tools=TOOLS, extra_body={"temperature": 1, "seed": seed}, **kwargs
+    )
+
+
+def check_tool_use(block: Any, names: set[str]) -> None:
+    assert block.type == "tool_use"
+    assert block.id.startswith("toolu_")
+    assert block.name in names
+    jsonschema.validate(block.input, PARAMS[block.name])
+
+
+@pytest.mark.parametrize("model", [LLAMA, QWEN])
+@pytest.mark.parametrize(
+    ("choice", "names"), [(ANY, {"get_weather", "get_time"}), (NAMED_TOOL, {"get_time"})]
+)
+def test_forced_tool_use_validates_on_6_seeds(
+    claude: anthropic.Anthropic, model: str, choice: Any, names: set[str]
+) -> None:
+    with ThreadPoolExecutor(3) as pool:
+        replies = list(
+            pool.map(lambda s: ask_tools(claude, model, s, tool_choice=choice), range(6))
+        )
+    for reply in replies:
+        assert reply.stop_reason == "tool_use"
+        assert reply.stop_sequence is None
+        (block,) = reply.content  # no text block: the output is the call
+        check_tool_use(block, names)
+
+
+@pytest.mark.parametrize("model", [LLAMA, QWEN])
+@pytest.mark.parametrize("choice", [ANY, NAMED_TOOL, None])
+def test_streamed_tool_use_equals_non_streamed(
+    claude: anthropic.Anthropic, model: str, choice: Any
+) -> None:
+    extra = {"tool_choice": choice} if choice is not None else {}
+    for seed in range(3):
+        whole = ask_tools(claude, model, seed, max_tokens=60, **extra)
+        with claude.messages.stream(
+            model=model,
+            messages=WEATHER_Q,
+            tools=TOOLS,
+            max_tokens=60,
+            extra_body={"temperature": 1, "seed": seed},
+            **extra,
+        ) as stream:
+            final = stream.get_final_message()
+        # Equal but for the calls' ids (new on each request).
+        assert [b.model_dump(exclude={"id"}) for b in final.content] == [
+            b.model_dump(exclude={"id"}) for b in whole.content
+        ]
+        assert all(b.id.startswith("toolu_") for b in final.content if b.type == "tool_use")
+        assert final.stop_reason == whole.stop_reason
+        assert final.usage.input_tokens == whole.usage.input_tokens
+        assert final.usage.output_tokens == whole.usage.output_tokens
+
+
+def test_tool_use_stream_events_on_the_wire(stack: Stack) -> None:
+    body = {
+        "model": QWEN,
+        "messages": WEATHER_Q,
+        "tools": TOOLS,
+        "tool_choice": NAMED_TOOL,
+        "max_tokens": 300,
+        "temperature": 1,
+        "seed": 4,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{stack.base_url}/v1/messages", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        raw = r.read().decode()
+    events = [
+        json.loads(chunk.split("\n")[1].removeprefix("data: "))
+        for chunk in raw.split("\n\n")
+        if chunk
+    ]
+    names = [e["type"] for e in events]
+    deltas = names.count("content_block_delta")
+    assert deltas >= 1
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * deltas,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    block = events[1]["content_block"]
+    assert events[1]["index"] == 0
+    assert block["type"] == "tool_use" and block["name"] == "get_time"
+    assert block["id"].startswith("toolu_") and block["input"] == {}
+    pieces = [e["delta"] for e in events[3:-3]]
+    assert all(e["index"] == 0 for e in events[3:-2])
+    assert all(p["type"] == "input_json_delta" for p in pieces)
+    jsonschema.validate(json.loads("".join(p["partial_json"] for p in pieces)), TIME)
+    assert events[-2]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
+
+
+def tool_turns(block: Any, result: Any, text: str | None = None) -> list[Any]:
+    user: list[Any] = [{"type": "tool_result", "tool_use_id": block.id, "content": result}]
+    if text is not None:
+        user.append({"type": "text", "text": text})
+    return [
+        *WEATHER_Q,
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input},
+            ],
+        },
+        {"role": "user", "content": user},
+    ]
+
+
+@pytest.mark.parametrize("model", [LLAMA, QWEN])
+def test_round_trip_renders_as_the_chat_completion_does(
+    claude: anthropic.Anthropic, client: openai.OpenAI, model: str
+) -> None:
+    """tool_use -> an assistant turn's tool_calls, tool_result -> a "tool"
+    message, then the user's text: the same prompt, so the same greedy answer."""
+    (block,) = ask_tools(claude, model, 1, tool_choice=ANY).content
+    result = '{"temperature": 21}'
+    as_blocks = [{"type": "text", "text": '{"temperature": '}, {"type": "text", "text": "21}"}]
+    openai_tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": t["name"],
+                "description": t["description"],
+                "parameters": t["input_schema"],
+            },
+        }
+        for t in TOOLS
+    ]
+    chat = client.chat.completions.create(
+        model=model,
+        messages=[
+            *WEATHER_Q,
+            {
+                "role": "assistant",
+                "content": "Let me check.",
+                "tool_calls": [
+                    {
+                        "id": block.id,
+                        "type": "function",
+                        "function": {"name": block.name, "arguments": json.dumps(block.input)},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": block.id, "content": result},
+            {"role": "user", "content": "And tomorrow?"},
+        ],
+        tools=openai_tools,
+        tool_choice="none",
+        max_tokens=20,
+        temperature=0,
+    )
+    for content in (result, as_blocks):
+        message = claude.messages.create(
+            model=model,
+            messages=tool_turns(block, content, "And tomorrow?"),
+            tools=TOOLS,
+            tool_choice={"type": "none"},
+            max_tokens=20,
+            extra_body=GREEDY,
+        )
+        assert chat.usage is not None
+        assert message.usage.input_tokens == chat.usage.prompt_tokens
+        assert text_of(message) == chat.choices[0].message.content
+        assert message.stop_reason in ("end_turn", "max_tokens")
+    # An error result and no user text answer too (auto: text or a call).
+    error = [{"type": "tool_result", "tool_use_id": block.id, "content": "no", "is_error": True}]
+    reply = claude.messages.create(
+        model=model,
+        messages=[*tool_turns(block, result)[:2], {"role": "user", "content": error}],
+        tools=TOOLS,
+        max_tokens=20,
+        extra_body={"seed": 2},
+    )
+    assert reply.stop_reason in ("end_turn", "max_tokens", "tool_use")
+    assert reply.usage.input_tokens > 50  # the tools and the call were rendered
+
+
+@pytest.mark.parametrize("model", [LLAMA, QWEN])
+def test_auto_gives_text_or_valid_tool_use(claude: anthropic.Anthropic, model: str) -> None:
+    for seed in range(3):
+        for choice in ({"type": "auto", "disable_parallel_tool_use": True}, None):
+            extra = {"tool_choice": choice} if choice is not None else {}
+            reply = ask_tools(claude, model, seed, max_tokens=40, **extra)
+            assert reply.content
+            assert reply.stop_reason in ("end_turn", "max_tokens", "tool_use")
+            kinds = [b.type for b in reply.content]
+            assert kinds.count("text") <= 1 and "text" not in kinds[1:]  # text first
+            for b in reply.content:
+                if b.type == "tool_use":
+                    assert b.id.startswith("toolu_") and isinstance(b.input, dict)
+
+
+def test_tool_choice_none_gives_text(claude: anthropic.Anthropic) -> None:
+    reply = ask_tools(claude, LLAMA, 0, max_tokens=10, tool_choice={"type": "none"})
+    assert reply.stop_reason in ("end_turn", "max_tokens")
+    assert [b.type for b in reply.content] == ["text"]
+
+
+TOOL_USE = {"type": "tool_use", "id": "t1", "name": "get_time", "input": {"zone": "UTC"}}
+TOOL_RESULT = {"type": "tool_result", "tool_use_id": "t1", "content": "noon"}
+BAD_TOOL_REQUESTS: list[tuple[dict[str, Any], str]] = [
+    ({"tool_choice": {"type": "tool", "name": "nope"}}, "tool_choice"),
+    ({"tool_choice": {"type": "sometimes"}}, "tool_choice"),
+    ({"tool_choice": {"type": "tool"}}, "tool_choice"),
+    (
+        {"tools": [{"name": "f", "input_schema": {"type": "object", "minProperties": "x"}}]},
+        "tools[0].input_schema",
+    ),
+    ({"tools": [{"name": "f", "input_schema": {"type": "string"}}]}, "tools[0].input_schema"),
+    ({"tools": [{"name": "f"}]}, "tools[0].input_schema"),
+    ({"tools": [{"name": "bad name", "input_schema": {}}]}, "tools[0].name"),
+    ({"tools": [TOOLS[0], TOOLS[0]]}, "tools[1].name"),
+    ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
+    ({"tools": None, "tool_choice": ANY}, "tool_choice"),
+    ({"messages": [{"role": "user", "content": [TOOL_USE]}]}, "messages[0].content[0]"),
+    (
+        {"messages": [*HI, {"role": "assistant", "content": [TOOL_RESULT]}, *HI]},
+        "messages[1].content[0]",
+    ),
+    (
+        {
+            "messages": [
+                *HI,
+                {"role": "assistant", "content": [TOOL_USE]},
+                {"role": "user", "content": [{**TOOL_RESULT, "content": [IMAGE]}]},
+            ]
+        },
+        "messages[2].content[0].content[0]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "named"), BAD_TOOL_REQUESTS)
+def test_bad_tool_requests_are_400s_naming_the_field(
+    claude: anthropic.Anthropic, extra: dict[str, Any], named: str
+) -> None:
+    fields: dict[str, Any] = {"tools": TOOLS, **extra}
+    if fields["tools"] is None:
+        del fields["tools"]
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.create(model=LLAMA, messages=HI, max_tokens=4, extra_body=fields)
+    assert err.value.type == "invalid_request_error"
+    assert err.value.body["type"] == "error"  # type: ignore[index]
+    assert named in (err.value.api_message or ""), err.value.api_message
