@@ -20,6 +20,7 @@ from gateway.generation import (
     usage_of,
     wants_usage_chunk,
 )
+from gateway.images import load_image
 from gateway.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -32,6 +33,7 @@ from gateway.schemas import (
     ChunkDelta,
     FunctionCall,
     FunctionChunk,
+    ImagePart,
     TextPart,
     TokenLogprobOut,
     ToolCallChunk,
@@ -64,7 +66,19 @@ async def chat_completions(request: Request) -> Response:
     tools = tool_setup(body)
     if tools.json_schema is not None:
         params = msgspec.structs.replace(params, json_schema=tools.json_schema)
-    messages = [_to_protocol(i, m) for i, m in enumerate(body.messages)]
+    vision = worker.model.family == "vlm"
+    messages = [_to_protocol(i, m, vision) for i, m in enumerate(body.messages)]
+    if vision:
+        settings = request.app.state.config.gateway
+        for i, original in enumerate(body.messages):
+            if isinstance(original.content, list):
+                messages[i].images = [
+                    await load_image(
+                        part.image_url.url, param=f"messages[{i}].content[{j}]", settings=settings
+                    )
+                    for j, part in enumerate(original.content)
+                    if isinstance(part, ImagePart)
+                ]
     streams = worker.submit_all(
         [
             ChatJob(worker.new_job_id(), messages, p, tools.tools, tools.mode)
@@ -151,18 +165,27 @@ def _logprobs(tokens: list[TokenLogprob] | None) -> ChoiceLogprobs:
     )
 
 
-def _to_protocol(index: int, message: ChatMessageIn) -> ChatMessage:
+def _to_protocol(index: int, message: ChatMessageIn, vision: bool) -> ChatMessage:
+    """The message for the worker; its image parts are loaded by the caller
+    (for a vision model; any other model answers them with a 400)."""
     content = message.content
     if isinstance(content, list):
         texts = []
-        for part in content:
-            if not isinstance(part, TextPart):
+        for j, part in enumerate(content):
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+            elif not vision:
                 raise APIError(
                     400,
                     "this model accepts text only; image parts need a vision model",
-                    param=f"messages[{index}].content",
+                    param=f"messages[{index}].content[{j}]",
                 )
-            texts.append(part.text)
+            elif message.role != "user":
+                raise APIError(
+                    400,
+                    "only user messages may have images",
+                    param=f"messages[{index}].content[{j}]",
+                )
         content = "".join(texts)
     calls = None
     if message.tool_calls:

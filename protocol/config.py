@@ -36,6 +36,12 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     heartbeat_interval: float = 0.5
     # A connected worker silent this long is treated as hung (its loop proves liveness).
     heartbeat_timeout: float = 30.0
+    # Chat image parts (vision models): local paths (file://... or absolute)
+    # are read only when allowed; http(s) URLs are fetched by the gateway
+    # within these limits (and data: URLs are capped the same).
+    allow_local_images: bool = False
+    image_max_bytes: int = 10 * 1024 * 1024
+    image_fetch_timeout: float = 10.0
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -43,6 +43,9 @@ class ChatMessage(msgspec.Struct, omit_defaults=True):
     # An assistant turn's calls, and a tool result's call id (role "tool").
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # Vision models: the message's images (PNG, JPEG... file bytes, fetched
+    # and decoded by the gateway), shown to the model before its text.
+    images: list[bytes] = []
 
 
 class SamplingParams(msgspec.Struct, omit_defaults=True):

@@ -28,3 +28,25 @@ def demo_models() -> dict[str, Path]:
 
     paths = ensure_demo_models(ROOT / "models")
     return {p.name: p for p in paths}
+
+
+@pytest.fixture(scope="session")
+def demo_vlm() -> Path:
+    """The offline demo vision-language model (under the repo's models/)."""
+    from workers.demo_vlm import ensure_demo_vlm
+
+    return ensure_demo_vlm(ROOT / "models")
+
+
+def png_data_url(width: int = 40, height: int = 60, seed: int = 0) -> str:
+    """A data URL of a small random RGB PNG."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

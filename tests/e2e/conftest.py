@@ -9,6 +9,7 @@ import pytest
 from tests.e2e.harness import Stack, free_port, write_config
 
 LLAMA, QWEN, BROKEN = "demo-llama-tiny", "demo-qwen2-tiny", "broken-model"
+VLM = "demo-qwen2-vl-tiny"
 THINKING = "demo-llama-thinking"  # LLAMA's weights, with reasoning markers
 THINK_MESSAGES = [{"role": "user", "content": "Think, then answer."}]
 QWEN_MAX_PENDING = 3
@@ -32,11 +33,12 @@ def thinking_markers(demo_models: dict[str, Path]) -> tuple[str, str, str]:
 @pytest.fixture(scope="session")
 def stack(
     demo_models: dict[str, Path],
+    demo_vlm: Path,
     tmp_path_factory: pytest.TempPathFactory,
     thinking_markers: tuple[str, str, str],
 ) -> Iterator[Stack]:
-    """The demo LLM workers (one with reasoning markers) plus one whose
-    weights are missing, under honcho."""
+    """The demo LLM workers (one with reasoning markers), the demo vision
+    model, and one whose weights are missing, under honcho."""
     tmp = tmp_path_factory.mktemp("stack")
     config = tmp / "gateway.toml"
     port = free_port()
@@ -67,6 +69,7 @@ def stack(
                 "path": str(demo_models[LLAMA]),
                 "options": {"reasoning": list(thinking_markers[:2])},
             },
+            {"name": VLM, "family": "vlm", "path": str(demo_vlm), "demo": True},
         ],
     )
     stack = Stack(config, port, tmp / "honcho.log")
@@ -75,6 +78,7 @@ def stack(
             lambda h: (
                 h["models"][LLAMA]["state"] == "ready"
                 and h["models"][QWEN]["state"] == "ready"
+                and h["models"][VLM]["state"] == "ready"
                 and h["models"][BROKEN]["state"] == "failed"
             ),
             timeout=90,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 
-from tests.e2e.conftest import BROKEN, LLAMA, QWEN, THINKING
+from tests.e2e.conftest import BROKEN, LLAMA, QWEN, THINKING, VLM
 from tests.e2e.harness import Stack
 
 
@@ -12,7 +12,8 @@ def test_models_lists_every_configured_model_with_family_and_state(
     client: openai.OpenAI,
 ) -> None:
     models = {m.id: m for m in client.models.list()}
-    assert set(models) == {LLAMA, QWEN, BROKEN, THINKING}
+    assert set(models) == {LLAMA, QWEN, BROKEN, THINKING, VLM}
+    assert models[VLM].model_dump()["family"] == "vlm"
     llama = models[LLAMA].model_dump()
     assert llama["object"] == "model"
     assert llama["family"] == "llm"

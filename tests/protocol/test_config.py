@@ -13,8 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_config_loads_with_paths_relative_to_the_file() -> None:
     config = load_config(ROOT / "configs/demo.toml")
-    assert [m.name for m in config.models] == ["demo-llama-tiny", "demo-qwen2-tiny"]
-    assert all(m.demo and m.family == "llm" for m in config.models)
+    assert [m.name for m in config.models] == [
+        "demo-llama-tiny",
+        "demo-qwen2-tiny",
+        "demo-qwen2-vl-tiny",
+    ]
+    assert [m.family for m in config.models] == ["llm", "llm", "vlm"]
+    assert all(m.demo for m in config.models)
+    assert not config.gateway.allow_local_images
     assert config.models[0].path == str(ROOT / "models/demo-llama-tiny")
 
 

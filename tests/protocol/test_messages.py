@@ -29,6 +29,15 @@ TO_WORKER = [
         [ChatMessage("system", "be brief"), ChatMessage("user", "hi", name="ann")],
         SamplingParams(max_tokens=5, temperature=0.0, top_p=0.9, seed=3, stop=["\n"]),
     ),
+    ChatJob(
+        "j4",
+        [
+            ChatMessage(
+                "user", "what is it?", images=[b"\x89PNG\r\n\x1a\n\x00\xff", b"\xff\xd8\xff"]
+            )
+        ],
+        SamplingParams(),
+    ),
     CompletionJob("j2", "Once upon", SamplingParams()),
     CompletionJob("j3", [1, 2, 3], SamplingParams(max_tokens=1)),
     Cancel("j1"),

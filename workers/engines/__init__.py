@@ -12,4 +12,8 @@ def build_engine(model: ModelConfig) -> Engine:
         from workers.engines.llm import LLMEngine
 
         return LLMEngine(model)
+    if model.family == "vlm":
+        from workers.engines.vlm import VLMEngine
+
+        return VLMEngine(model)
     raise NotImplementedError(f"no engine for family {model.family!r} yet (model {model.name!r})")

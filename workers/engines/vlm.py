@@ -1,0 +1,322 @@
+"""Vision-language models on mlx-vlm: chat with images.
+
+mlx-vlm's own API end to end: ``mlx_vlm.load`` (model + processor),
+``mlx_vlm.prompt_utils.apply_chat_template`` (the model's template, with an
+image marker per image), ``mlx_vlm.utils.prepare_inputs`` (the processor:
+image patches, image tokens) and ``mlx_vlm.stream_generate`` (prefill with the
+vision tower, then one token at a time). Each ``step`` advances the running
+generator for its time budget only, so cancels and heartbeats stay timely.
+
+One request decodes at a time; others wait in a FIFO queue (mlx-vlm's own
+batching is out of scope here). Chat only: ``/v1/completions``, tools,
+logprobs and response_format are refused with a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+
+from protocol.config import ModelConfig
+from protocol.messages import (
+    ChatJob,
+    ChatMessage,
+    Delta,
+    Events,
+    Finished,
+    FinishReason,
+    Job,
+    SamplingParams,
+    Usage,
+    WorkerStats,
+)
+from workers.engine import JobError
+from workers.engines.stops import StopStringMatcher
+from workers.weights import local_or_hub
+
+log = structlog.get_logger()
+
+
+class VLMOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """``[models.options]`` of a ``vlm`` model."""
+
+    # max_tokens when the request gives none (always capped by the context).
+    default_max_tokens: int = 4096
+    # Defaults to the language model's max_position_embeddings.
+    context_length: int | None = None
+    trust_remote_code: bool = False
+    # BLAS threads of the model process (read by its supervisor).
+    blas_threads: int = 1
+
+
+@dataclass
+class _Job:
+    job_id: str
+    inputs: dict[str, Any]  # prepare_inputs' output: input_ids, pixel_values, ...
+    params: SamplingParams
+    prompt_tokens: int
+    max_tokens: int
+    stops: StopStringMatcher
+    results: Iterator[Any] | None = None  # stream_generate, once started
+    completion_tokens: int = 0
+    sent_text: bool = False
+
+
+class VLMEngine:
+    family = "vlm"
+
+    def __init__(self, model: ModelConfig) -> None:
+        self.config = model
+        try:
+            self.options = msgspec.convert(model.options, VLMOptions)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"model {model.name!r}: invalid options: {exc}") from exc
+        self._queue: deque[_Job] = deque()
+        self._running: _Job | None = None
+        self._stats = WorkerStats()
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def load(self) -> None:
+        from mlx_vlm import load
+
+        self.model, self.processor = load(
+            local_or_hub(self.config), trust_remote_code=self.options.trust_remote_code
+        )
+        text_config = getattr(self.model.config, "text_config", None)
+        self.context_length = (
+            self.options.context_length
+            or getattr(text_config, "max_position_embeddings", None)
+            or 4096
+        )
+
+    def reset(self) -> None:
+        self._close(self._running)
+        self._running = None
+        self._queue.clear()
+
+    # --- jobs ---------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        if not isinstance(job, ChatJob):
+            raise JobError(
+                f"model {self.config.name!r} is a vision model: use /v1/chat/completions",
+                param="prompt",
+            )
+        self._check_params(job)
+        images = [_image(data, i) for i, m in enumerate(job.messages) for data in m.images]
+        inputs = self._prepare(job.messages, images)
+        prompt_tokens = int(inputs["input_ids"].size)
+        room = self.context_length - prompt_tokens
+        if room <= 0:
+            raise JobError(
+                f"this model's maximum context length is {self.context_length} tokens, "
+                f"but the prompt has {prompt_tokens} tokens (images included)",
+                code="context_length_exceeded",
+            )
+        params = job.params
+        self._queue.append(
+            _Job(
+                job_id=job.id,
+                inputs=inputs,
+                params=params,
+                prompt_tokens=prompt_tokens,
+                max_tokens=min(params.max_tokens or self.options.default_max_tokens, room),
+                stops=StopStringMatcher(params.stop),
+            )
+        )
+
+    def _check_params(self, job: ChatJob) -> None:
+        params = job.params
+        refused = {
+            "tools": bool(job.tools),
+            "logprobs": params.logprobs,
+            "response_format": params.json_schema is not None,
+        }
+        for field, present in refused.items():
+            if present:
+                raise JobError(f"'{field}' is not supported by vision models yet", param=field)
+        for message in job.messages:
+            if message.tool_calls or message.role == "tool":
+                raise JobError("vision models do not take tool calls", param="messages")
+
+    def _prepare(self, messages: list[ChatMessage], images: list[Any]) -> dict[str, Any]:
+        from mlx_vlm.prompt_utils import apply_chat_template
+        from mlx_vlm.utils import prepare_inputs, should_add_special_tokens
+
+        chat: list[dict[str, Any]] = []
+        for m in messages:
+            if m.images:
+                parts: list[dict[str, Any]] = [{"type": "image"} for _ in m.images]
+                parts.append({"type": "text", "text": m.content or ""})
+                chat.append({"role": m.role, "content": parts})
+            else:
+                chat.append({"role": m.role, "content": m.content or ""})
+        try:
+            prompt = apply_chat_template(
+                self.processor, self.model.config, chat, num_images=len(images)
+            )
+        except Exception as exc:  # jinja raises TemplateError, ValueError...
+            raise JobError(f"the model's chat template rejected the messages: {exc}") from exc
+        inputs = prepare_inputs(
+            self.processor,
+            images=images or None,
+            prompts=prompt,
+            image_token_index=getattr(self.model.config, "image_token_index", None),
+            # What stream_generate does when it prepares the inputs itself.
+            add_special_tokens=should_add_special_tokens(
+                self.model.config.model_type, self.processor
+            ),
+        )
+        return dict(inputs)
+
+    def cancel(self, job_id: str) -> bool:
+        if self._running is not None and self._running.job_id == job_id:
+            self._close(self._running)
+            self._running = None
+            return True
+        for job in self._queue:
+            if job.job_id == job_id:
+                self._queue.remove(job)
+                return True
+        return False
+
+    def has_work(self) -> bool:
+        return self._running is not None or bool(self._queue)
+
+    def stats(self) -> WorkerStats:
+        self._stats.active = int(self._running is not None)
+        self._stats.queued = len(self._queue)
+        return self._stats
+
+    # --- generation ---------------------------------------------------------
+
+    def step(self, budget_s: float) -> Events:
+        """Decode the running job for up to ``budget_s`` (its prefill, with the
+        vision tower, may take longer), returning early at its first text."""
+        events = Events(deltas=[], finished=[], failed=[])
+        deadline = time.perf_counter() + budget_s
+        while time.perf_counter() < deadline:
+            job = self._running
+            if job is None:
+                if not self._queue:
+                    break
+                job = self._running = self._queue.popleft()
+                job.results = self._start(job)
+            assert job.results is not None
+            text, tokens, done, first_text = self._advance(job)
+            if text or tokens:
+                events.deltas.append(Delta(job.job_id, text, tokens))
+            if done is not None:
+                events.finished.append(done)
+                self._running = None
+            if first_text:
+                break
+        return _merged(events)
+
+    def _start(self, job: _Job) -> Iterator[Any]:
+        from mlx_vlm import stream_generate
+
+        params = job.params
+        inputs = dict(job.inputs)
+        extra = {
+            k: v
+            for k, v in inputs.items()
+            if k not in ("input_ids", "pixel_values", "attention_mask")
+        }
+        self._stats.prompt_tokens += job.prompt_tokens
+        return stream_generate(
+            self.model,
+            self.processor,  # type: ignore[arg-type]
+            "",
+            input_ids=inputs["input_ids"],
+            pixel_values=inputs.get("pixel_values"),
+            mask=inputs.get("attention_mask"),
+            max_tokens=job.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k or None,
+            min_p=params.min_p,
+            seed=params.seed,
+            repetition_penalty=(
+                params.repetition_penalty if params.repetition_penalty != 1.0 else None
+            ),
+            presence_penalty=params.presence_penalty or None,
+            frequency_penalty=params.frequency_penalty or None,
+            logit_bias=dict(params.logit_bias) or None,
+            **extra,
+        )
+
+    def _advance(self, job: _Job) -> tuple[str, int, Finished | None, bool]:
+        """One token of ``job``: (new text, new tokens, Finished if it ended, first text?)."""
+        assert job.results is not None
+        result = next(job.results, None)
+        if result is None:  # the generator ended without a final result
+            return "", 0, self._finish(job, "length", None), False
+        new_tokens = max(0, result.generation_tokens - job.completion_tokens)
+        job.completion_tokens = max(job.completion_tokens, result.generation_tokens)
+        self._stats.generation_tokens += new_tokens
+        text, hit_stop = job.stops.feed(result.text)
+        if hit_stop:
+            self._close(job)
+            return text, new_tokens, self._finish(job, "stop", job.stops.matched), False
+        if result.finish_reason is not None:
+            text += job.stops.flush()
+            reason: FinishReason = "stop" if result.finish_reason == "stop" else "length"
+            return text, new_tokens, self._finish(job, reason, None), False
+        if job.completion_tokens >= job.max_tokens:
+            # stream_generate's final (finalizing) result is still to come.
+            return text, new_tokens, None, False
+        first_text = bool(text) and not job.sent_text
+        job.sent_text |= first_text
+        return text, new_tokens, None, first_text
+
+    def _finish(self, job: _Job, reason: FinishReason, stop: str | None) -> Finished:
+        self._close(job)
+        self._stats.requests_finished += 1
+        usage = Usage(job.prompt_tokens, job.completion_tokens)
+        return Finished(job.job_id, reason, usage, stop_sequence=stop)
+
+    @staticmethod
+    def _close(job: _Job | None) -> None:
+        if job is not None and job.results is not None:
+            close = getattr(job.results, "close", None)
+            if close is not None:
+                close()
+            job.results = None
+
+
+def _image(data: bytes, index: int) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise JobError(
+            f"an image of messages[{index}] could not be decoded: {exc}",
+            param=f"messages[{index}].content",
+        ) from exc
+    return image.convert("RGB")
+
+
+def _merged(events: Events) -> Events:
+    """One delta per job per step (a step may decode several tokens)."""
+    merged: dict[str, Delta] = {}
+    for delta in events.deltas:
+        if delta.id in merged:
+            before = merged[delta.id]
+            merged[delta.id] = Delta(
+                delta.id, before.text + delta.text, before.tokens + delta.tokens
+            )
+        else:
+            merged[delta.id] = delta
+    events.deltas = list(merged.values())
+    return events
