@@ -48,7 +48,8 @@ JobEvent = Delta | Finished | JobFailed
 
 # How long a lost connection's requests wait for frames still queued behind
 # the disconnect event, unless the worker's Goodbye says nothing more is coming.
-DISCONNECT_GRACE_S = 0.3
+# Well under a second: a crashed worker's requests must fail within one.
+DISCONNECT_GRACE_S = 0.5
 
 
 class JobStream:

@@ -129,6 +129,10 @@ class WorkerRuntime:
                 self._send(sock, peer, Goodbye(self.instance))
         finally:
             sock.close(linger=500)
+            # Without term() the process can exit before ZeroMQ's I/O thread has
+            # sent the last frames (a drained job's Finished, the Goodbye);
+            # term() waits for them, up to the linger.
+            ctx.term()
         log.info("stopped", model=self.model.name)
 
     def _receive_all(self, sock: zmq.Socket) -> None:

@@ -61,6 +61,8 @@ def stack(
                 "path": str(demo_models[QWEN]),
                 "demo": True,
                 "max_pending": QWEN_MAX_PENDING,
+                # The drain test's stream must finish, however loaded the machine.
+                "drain_timeout": 120,
             },
             {"name": BROKEN, "family": "llm", "path": str(tmp / "no-such-model")},
             {
