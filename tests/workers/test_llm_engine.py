@@ -15,6 +15,7 @@ from protocol.messages import (
     Finished,
     SamplingParams,
 )
+from tests.workers.engine_helpers import load_engine, run_to_end, text_of
 from workers.engine import JobError
 from workers.engines.llm import LLMEngine
 
@@ -23,23 +24,7 @@ HI = [ChatMessage("user", "hi")]
 
 @pytest.fixture(scope="module")
 def engine(demo_models: dict[str, Path]) -> LLMEngine:
-    config = ModelConfig(
-        name="demo-llama-tiny",
-        family="llm",
-        path=str(demo_models["demo-llama-tiny"]),
-        endpoint="inproc://unused",
-        options={"context_length": 256},
-    )
-    engine = LLMEngine(config)
-    engine.load()
-    return engine
-
-
-def run_to_end(engine: LLMEngine) -> list[Events]:
-    steps = []
-    while engine.has_work():
-        steps.append(engine.step(0.005))
-    return steps
+    return load_engine("demo-llama-tiny", demo_models["demo-llama-tiny"], context_length=256)
 
 
 def test_concurrent_jobs_share_decode_steps(engine: LLMEngine) -> None:
@@ -60,11 +45,6 @@ def test_a_job_joins_a_running_batch(engine: LLMEngine) -> None:
     steps = run_to_end(engine)
     done = [f.id for s in steps for f in s.finished]
     assert done == ["second", "first"]  # the short late job did not wait for the long one
-
-
-def text_of(steps: list[Events], job_id: str) -> str:
-    deltas = "".join(d.text for s in steps for d in s.deltas if d.id == job_id)
-    return deltas + "".join(f.text for s in steps for f in s.finished if f.id == job_id)
 
 
 def test_a_solo_sequence_moves_into_the_batch_without_changing_its_text(

@@ -9,8 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from protocol.config import ModelConfig
 from protocol.messages import ChatJob, ChatMessage, CompletionJob, Events, SamplingParams
+from tests.workers.engine_helpers import load_engine, run_to_end, text_of
 from workers.engine import JobError
 from workers.engines.llm import LLMEngine
 
@@ -32,28 +32,7 @@ SCHEMA_TEXT = json.dumps(SCHEMA)
 
 @pytest.fixture(scope="module")
 def engine(demo_models: dict[str, Path]) -> LLMEngine:
-    config = ModelConfig(
-        name="demo-llama-tiny",
-        family="llm",
-        path=str(demo_models["demo-llama-tiny"]),
-        endpoint="inproc://unused",
-        options={"context_length": 1024},
-    )
-    engine = LLMEngine(config)
-    engine.load()
-    return engine
-
-
-def run_to_end(engine: LLMEngine) -> list[Events]:
-    steps = []
-    while engine.has_work():
-        steps.append(engine.step(0.005))
-    return steps
-
-
-def text_of(steps: list[Events], job_id: str) -> str:
-    deltas = "".join(d.text for s in steps for d in s.deltas if d.id == job_id)
-    return deltas + "".join(f.text for s in steps for f in s.finished if f.id == job_id)
+    return load_engine("demo-llama-tiny", demo_models["demo-llama-tiny"], context_length=1024)
 
 
 def reason_of(steps: list[Events], job_id: str) -> str:

@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 
 from gateway.streaming import merge_calls
-from protocol.config import ModelConfig
 from protocol.messages import ChatJob, ChatMessage, Events, SamplingParams, ToolCall
+from tests.workers.engine_helpers import load_engine, run_to_end
 from workers.engines.llm import LLMEngine
 from workers.engines.tools import ToolCallReader, ToolFormat
 
@@ -56,23 +56,7 @@ def call_schema(*names: str) -> str:
 
 @pytest.fixture(scope="module")
 def engine(demo_models: dict[str, Path]) -> LLMEngine:
-    config = ModelConfig(
-        name="demo-qwen2-tiny",
-        family="llm",
-        path=str(demo_models["demo-qwen2-tiny"]),
-        endpoint="inproc://unused",
-        options={"context_length": 2048},
-    )
-    engine = LLMEngine(config)
-    engine.load()
-    return engine
-
-
-def run_to_end(engine: LLMEngine) -> list[Events]:
-    steps = []
-    while engine.has_work():
-        steps.append(engine.step(0.005))
-    return steps
+    return load_engine("demo-qwen2-tiny", demo_models["demo-qwen2-tiny"], context_length=2048)
 
 
 def outcome(steps: list[Events], job_id: str) -> tuple[str, list[ToolCall], str]:
