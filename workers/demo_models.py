@@ -19,12 +19,14 @@ preload_openblas()
 
 # ruff: noqa: E402
 import argparse
+import contextlib
 import hashlib
 import importlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -268,20 +270,34 @@ def _weights(spec: DemoModelSpec) -> tuple[dict[str, mx.array], int]:
     return weights, sum(w.size for w in weights.values())
 
 
-def create_model(out_dir: Path, name: str) -> Path:
-    """(Re)create demo model ``name`` as ``out_dir/name`` and return that path.
+@contextlib.contextmanager
+def staged_folder(final: Path, fingerprint: str) -> Iterator[Path]:
+    """Build a model folder in a hidden staging folder, then rename it into place.
 
-    The files go into a staging folder that is renamed into place after its
-    completion marker is written, so readers never see a half-written model and
-    an interrupted run leaves nothing that looks complete.
+    The completion marker (holding ``fingerprint``) is written last and the
+    rename happens after it, so readers never see a half-written model and an
+    interrupted run leaves nothing that looks complete.
     """
-    spec = DEMO_MODELS[name]
-    out_dir = Path(out_dir)
-    final = out_dir / name
-    staging = out_dir / f".{name}.partial-{os.getpid()}"
+    staging = final.parent / f".{final.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
+        yield staging
+        (staging / COMPLETE_MARKER).write_text(fingerprint + "\n")  # last on purpose
+        if final.exists():
+            _remove_stale(final)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def create_model(out_dir: Path, name: str) -> Path:
+    """(Re)create demo model ``name`` as ``out_dir/name`` (see :func:`staged_folder`)."""
+    spec = DEMO_MODELS[name]
+    out_dir = Path(out_dir)
+    final = out_dir / name
+    with staged_folder(final, _fingerprint(spec)) as staging:
         weights, n_params = _weights(spec)
         mx.save_safetensors(str(staging / "model.safetensors"), weights)
         _write_json(staging / "config.json", _config(spec))
@@ -305,13 +321,6 @@ def create_model(out_dir: Path, name: str) -> Path:
             ),
             encoding="utf-8",
         )
-        (staging / COMPLETE_MARKER).write_text(_fingerprint(spec) + "\n")  # last on purpose
-        if final.exists():
-            _remove_stale(final)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return final
 
 

@@ -19,8 +19,6 @@ preload_openblas()
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -36,9 +34,9 @@ from workers.demo_models import (
     IM_END,
     IM_START,
     VOCAB_SIZE,
-    _remove_stale,
     _tokenizer_json,
     _write_json,
+    staged_folder,
 )
 
 NAME = "demo-qwen2-vl-tiny"
@@ -204,10 +202,7 @@ def create_model(out_dir: Path) -> Path:
     """(Re)create the demo VLM as ``out_dir/NAME`` (staged, then renamed into place)."""
     out_dir = Path(out_dir)
     final = out_dir / NAME
-    staging = out_dir / f".{NAME}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_folder(final, _fingerprint()) as staging:
         weights, n_params = _weights()
         mx.save_safetensors(str(staging / "model.safetensors"), weights)
         _write_json(staging / "config.json", _config())
@@ -225,13 +220,6 @@ def create_model(out_dir: Path) -> Path:
         (staging / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
         text = README.format(name=NAME, params=n_params, seed=SEED, vocab=VOCAB)
         (staging / "README.md").write_text(text, encoding="utf-8")
-        (staging / COMPLETE_MARKER).write_text(_fingerprint() + "\n")  # last on purpose
-        if final.exists():
-            _remove_stale(final)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return final
 
 
