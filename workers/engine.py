@@ -8,9 +8,14 @@ batched decode, one prefill chunk) so cancels and heartbeats stay timely.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+import msgspec
+
+from protocol.config import ModelConfig
 from protocol.messages import Events, Job, WorkerStats
+
+OptionsT = TypeVar("OptionsT")
 
 
 class JobError(Exception):
@@ -52,3 +57,23 @@ class Engine(Protocol):
         """Drop every job (after a failed step) and be ready for new ones."""
 
     def stats(self) -> WorkerStats: ...
+
+
+def engine_options(model: ModelConfig, options_type: type[OptionsT]) -> OptionsT:
+    """The model's ``[models.options]`` as its engine's Struct; a bad key fails startup."""
+    try:
+        return msgspec.convert(model.options, options_type)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"model {model.name!r}: invalid options: {exc}") from exc
+
+
+def room_left(context_length: int, prompt_tokens: int, what: str = "") -> int:
+    """Tokens the context leaves for generation, or the OpenAI context-length 400."""
+    room = context_length - prompt_tokens
+    if room <= 0:
+        raise JobError(
+            f"this model's maximum context length is {context_length} tokens, "
+            f"but the prompt has {prompt_tokens} tokens{what}",
+            code="context_length_exceeded",
+        )
+    return room

@@ -45,7 +45,7 @@ from protocol.messages import (
     Usage,
     WorkerStats,
 )
-from workers.engine import JobError
+from workers.engine import JobError, engine_options, room_left
 from workers.engines.grammar import (
     GrammarError,
     GrammarProcessor,
@@ -132,10 +132,7 @@ class LLMEngine:
 
     def __init__(self, model: ModelConfig) -> None:
         self.config = model
-        try:
-            self.options = msgspec.convert(model.options, LLMOptions)
-        except msgspec.ValidationError as exc:
-            raise ValueError(f"model {model.name!r}: invalid options: {exc}") from exc
+        self.options = engine_options(model, LLMOptions)
         self._jobs: dict[str, _Sequence] = {}  # every running sequence
         self._batched: dict[int, _Sequence] = {}  # those in the batch, by uid
         self._solo: _Sequence | None = None  # never set while the batch has any
@@ -246,13 +243,7 @@ class LLMEngine:
         tokens = self.prompt_tokens(job)
         if not tokens:
             raise JobError("the prompt is empty")
-        room = self.context_length - len(tokens)
-        if room <= 0:
-            raise JobError(
-                f"this model's maximum context length is {self.context_length} tokens, "
-                f"but the prompt has {len(tokens)} tokens",
-                code="context_length_exceeded",
-            )
+        room = room_left(self.context_length, len(tokens))
         params = job.params
         vocab = self._vocab_size()
         if vocab is not None and any(not 0 <= t < vocab for t in params.logit_bias):

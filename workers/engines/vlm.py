@@ -37,7 +37,7 @@ from protocol.messages import (
     Usage,
     WorkerStats,
 )
-from workers.engine import JobError
+from workers.engine import JobError, engine_options, room_left
 from workers.engines.stops import StopStringMatcher
 from workers.weights import local_or_hub
 
@@ -74,10 +74,7 @@ class VLMEngine:
 
     def __init__(self, model: ModelConfig) -> None:
         self.config = model
-        try:
-            self.options = msgspec.convert(model.options, VLMOptions)
-        except msgspec.ValidationError as exc:
-            raise ValueError(f"model {model.name!r}: invalid options: {exc}") from exc
+        self.options = engine_options(model, VLMOptions)
         self._queue: deque[_Job] = deque()
         self._running: _Job | None = None
         self._stats = WorkerStats()
@@ -114,13 +111,7 @@ class VLMEngine:
         images = [_image(data, i) for i, m in enumerate(job.messages) for data in m.images]
         inputs = self._prepare(job.messages, images)
         prompt_tokens = int(inputs["input_ids"].size)
-        room = self.context_length - prompt_tokens
-        if room <= 0:
-            raise JobError(
-                f"this model's maximum context length is {self.context_length} tokens, "
-                f"but the prompt has {prompt_tokens} tokens (images included)",
-                code="context_length_exceeded",
-            )
+        room = room_left(self.context_length, prompt_tokens, " (images included)")
         params = job.params
         self._queue.append(
             _Job(
