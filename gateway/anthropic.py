@@ -51,6 +51,7 @@ from gateway.anthropic_schemas import (
 from gateway.body import decode_json
 from gateway.errors import APIError
 from gateway.generation import ToolSetup, tool_setup
+from gateway.registry import TEXT_FAMILIES
 from gateway.schemas import (
     ChatCompletionRequest,
     FunctionDef,
@@ -85,7 +86,7 @@ async def messages(request: Request) -> Response:
 
 async def _messages(request: Request) -> Response:
     body = await decode_json(request, MessagesRequest)
-    worker = request.app.state.registry.resolve(body.model)
+    worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
     _reject_unsupported(body)
     tools = _tool_setup(body)
     job_messages = _system(body.system)

@@ -21,6 +21,7 @@ from gateway.generation import (
     wants_usage_chunk,
 )
 from gateway.images import load_image
+from gateway.registry import TEXT_FAMILIES
 from gateway.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -54,7 +55,7 @@ from protocol.messages import ChatJob, ChatMessage, TokenLogprob, ToolCall
 
 async def chat_completions(request: Request) -> Response:
     body = await decode_json(request, ChatCompletionRequest)
-    worker = request.app.state.registry.resolve(body.model)
+    worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
     if body.top_logprobs and not body.logprobs:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
     params = sampling_params(

@@ -20,6 +20,7 @@ from gateway.generation import (
     usage_of,
     wants_usage_chunk,
 )
+from gateway.registry import TEXT_FAMILIES
 from gateway.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from gateway.streaming import (
     SSE_DONE,
@@ -35,7 +36,7 @@ from protocol.messages import CompletionJob, TokenLogprob
 
 async def completions(request: Request) -> Response:
     body = await decode_json(request, CompletionRequest)
-    worker = request.app.state.registry.resolve(body.model)
+    worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
     reject_unsupported(
         suffix=body.suffix,
         best_of=body.best_of not in (None, 1, body.n),

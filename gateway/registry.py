@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Collection
 
 import structlog
 import zmq
@@ -11,10 +12,14 @@ import zmq.asyncio
 
 from gateway.errors import APIError
 from gateway.worker_client import WorkerClient
-from protocol.config import Config
+from protocol.config import Config, Family
 from protocol.framing import FrameError, supervisor_codec
 
 log = structlog.get_logger()
+
+
+# The families each kind of endpoint serves.
+TEXT_FAMILIES: tuple[Family, ...] = ("llm", "vlm")
 
 
 class Registry:
@@ -28,8 +33,9 @@ class Registry:
                 self._by_name[key] = worker
         self._control_task: asyncio.Task[None] | None = None
 
-    def resolve(self, name: str) -> WorkerClient:
-        """The worker for a model name or alias; 404 ``model_not_found`` otherwise."""
+    def resolve(self, name: str, families: Collection[Family] | None = None) -> WorkerClient:
+        """The worker for a model name or alias; 404 ``model_not_found`` otherwise,
+        400 if it is not of one of the ``families`` the endpoint serves."""
         worker = self._by_name.get(name)
         if worker is None:
             known = ", ".join(sorted(self.workers))
@@ -38,6 +44,16 @@ class Registry:
                 f"The model {name!r} does not exist or you do not have access to it. "
                 f"Models served here: {known}",
                 code="model_not_found",
+                param="model",
+            )
+        if families is not None and worker.model.family not in families:
+            served = [m.name for m in self.config.models if m.family in families]
+            raise APIError(
+                400,
+                f"model {name!r} is a {worker.model.family!r} model, which this endpoint "
+                f"does not serve (it serves {', '.join(families)} models"
+                + (f": {', '.join(served)})" if served else ")"),
+                code="model_not_supported",
                 param="model",
             )
         return worker

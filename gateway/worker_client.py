@@ -37,6 +37,7 @@ from protocol.messages import (
     Goodbye,
     Job,
     JobFailed,
+    Output,
     Ping,
     Pong,
     SupervisorStatus,
@@ -44,7 +45,7 @@ from protocol.messages import (
 
 log = structlog.get_logger()
 
-JobEvent = Delta | Finished | JobFailed
+JobEvent = Delta | Output | Finished | JobFailed
 
 # How long a lost connection's requests wait for frames still queued behind
 # the disconnect event, unless the worker's Goodbye says nothing more is coming.
@@ -250,6 +251,9 @@ class WorkerClient:
         for delta in events.deltas:
             if (stream := jobs.get(delta.id)) is not None:
                 stream.put(delta)
+        for output in events.outputs:
+            if (stream := jobs.get(output.id)) is not None:
+                stream.put(output)
         for end in _ends(events):
             if (stream := jobs.pop(end.id, None)) is not None:
                 stream.put(end)

@@ -5,10 +5,12 @@ the messages one direction may send. Schema evolution follows msgspec's rules:
 new fields only with defaults, appended at the end, never a type change.
 Anything else bumps ``framing.PROTOCOL_VERSION``.
 
-Gateway -> worker: jobs (:class:`ChatJob`, :class:`CompletionJob`) and
+Gateway -> worker: jobs (:class:`ChatJob`, :class:`CompletionJob`, and one
+per other model family: speech, transcription, embedding, image) and
 control (:class:`Cancel`, :class:`Ping`). Worker -> gateway: one
 :class:`Events` per engine step, carrying the new text of *every* running job
-(a message per token per job does not scale to 32 streams), and
+(a message per token per job does not scale to 32 streams) and the
+results of non-text jobs (``Events.outputs``), and
 :class:`Pong`, the heartbeat answer that also reports state and stats.
 """
 
@@ -108,8 +110,69 @@ class Ping(msgspec.Struct, tag="ping"):
     seq: int
 
 
-Job = ChatJob | CompletionJob
-ToWorker = ChatJob | CompletionJob | Cancel | Ping
+# --- gateway -> worker: the other model families ------------------------------
+# Their results come back as ``Events.outputs`` (below), then a ``Finished``
+# (usage, finish_reason "stop") or a ``JobFailed``, like a text job.
+
+
+class SpeechJob(msgspec.Struct, tag="speech", omit_defaults=True):
+    """Text to speech (family "kokoro"). The worker synthesises sentence by
+    sentence and sends an :class:`AudioChunk` as each is ready."""
+
+    id: str
+    input: str
+    # A voice name or a weighted mix ("af_bella(2)+af_sky(1)").
+    voice: str
+    speed: float = 1.0
+    # Also report phoneme and word timings (for visemes / lip sync).
+    timings: bool = False
+
+
+class TranscriptionJob(msgspec.Struct, tag="transcription", omit_defaults=True):
+    """Speech to text (family "whisper"): ``audio`` is the uploaded file's bytes,
+    in any format ffmpeg reads."""
+
+    id: str
+    audio: bytes
+    task: Literal["transcribe", "translate"] = "transcribe"
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+
+
+class EmbeddingJob(msgspec.Struct, tag="embedding", omit_defaults=True):
+    """Embed each input (a text or a list of token ids), batched in forward passes."""
+
+    id: str
+    inputs: list[str | list[int]]
+    # Matryoshka truncation (then re-normalised); None keeps the model's width.
+    dimensions: int | None = None
+
+
+class ImageJob(msgspec.Struct, tag="image", omit_defaults=True):
+    """Generate ``n`` images (family "flux"); with ``image``, edit it instead
+    (img2img / Kontext-style, ``mask`` limiting where)."""
+
+    id: str
+    prompt: str
+    width: int
+    height: int
+    n: int = 1
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    negative_prompt: str | None = None
+    image: bytes | None = None
+    mask: bytes | None = None
+    # img2img: how much of the input image to keep re-noising (0..1).
+    strength: float | None = None
+
+
+Job = ChatJob | CompletionJob | SpeechJob | TranscriptionJob | EmbeddingJob | ImageJob
+ToWorker = (
+    ChatJob | CompletionJob | SpeechJob | TranscriptionJob | EmbeddingJob | ImageJob | Cancel | Ping
+)
 
 
 # --- worker -> gateway -------------------------------------------------------
@@ -175,12 +238,96 @@ class JobFailed(msgspec.Struct):
     param: str | None = None
 
 
+# --- worker -> gateway: results of the other families ---------------------------
+
+
+class Timed(msgspec.Struct, array_like=True):
+    """A label (phoneme, word) and when it is spoken, in seconds from the
+    start of the job's audio."""
+
+    label: str
+    start: float
+    end: float
+
+
+class AudioChunk(msgspec.Struct, tag="audio", omit_defaults=True):
+    """Speech for one piece of the input (a sentence): mono 16-bit PCM,
+    little-endian, starting ``start`` seconds into the job's audio."""
+
+    id: str
+    pcm: bytes
+    sample_rate: int
+    start: float
+    phonemes: list[Timed] = []
+    words: list[Timed] = []
+
+
+class Word(msgspec.Struct, array_like=True):
+    word: str
+    start: float
+    end: float
+    probability: float = 0.0
+
+
+class Segment(msgspec.Struct, omit_defaults=True):
+    id: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = []
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    words: list[Word] = []
+
+
+class Transcript(msgspec.Struct, tag="transcript", omit_defaults=True):
+    id: str
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment] = []
+
+
+class Embeddings(msgspec.Struct, tag="embeddings"):
+    """One vector per input, in order: float32 little-endian bytes each."""
+
+    id: str
+    dimensions: int
+    vectors: list[bytes]
+
+
+class GeneratedImage(msgspec.Struct, tag="generated_image", omit_defaults=True):
+    """One finished image (PNG bytes), ``index`` of the job's ``n``."""
+
+    id: str
+    index: int
+    png: bytes
+    seed: int
+
+
+class Progress(msgspec.Struct, tag="progress", omit_defaults=True):
+    """A long job's progress (denoising steps), with an optional preview."""
+
+    id: str
+    step: int
+    total: int
+    index: int = 0
+    preview_png: bytes | None = None
+
+
+Output = AudioChunk | Transcript | Embeddings | GeneratedImage | Progress
+
+
 class Events(msgspec.Struct, tag="events", omit_defaults=True):
     """Everything that happened to every job during one engine step."""
 
     deltas: list[Delta] = []
     finished: list[Finished] = []
     failed: list[JobFailed] = []
+    # Results of non-text jobs (audio, transcripts, vectors, images, progress).
+    outputs: list[Output] = []
 
 
 class WorkerStats(msgspec.Struct):

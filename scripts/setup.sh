@@ -11,10 +11,11 @@ VENV=.venv
 
 # --- system libraries (Linux only) ------------------------------------------
 # mlx[cpu] ships the netlib reference BLAS; OpenBLAS loaded ahead of it makes
-# matmuls ~50x faster (see workers/blas.py). espeak-ng is used by speech tests.
+# matmuls ~50x faster (see workers/blas.py). espeak-ng: offline English G2P for
+# Kokoro and test speech; ffmpeg: audio decoding for Whisper and audio encoding.
 if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
   need=()
-  for pkg in libopenblas0-pthread; do
+  for pkg in libopenblas0-pthread espeak-ng ffmpeg; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
@@ -33,11 +34,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-stamp="$VENV/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)"
+stamp="$VENV/.installed-$(cat pyproject.toml requirements/*.txt | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing pinned packages"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q -c requirements/constraints.txt -e ".[dev]"
+  # Packages whose declared dependencies would pull torch or a CUDA-only MLX:
+  # installed alone; what they import is pinned in pyproject.toml.
+  "$VENV/bin/python" -m pip install -q --no-deps -c requirements/constraints.txt \
+    -r requirements/no-deps.txt
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

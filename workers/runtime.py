@@ -27,10 +27,9 @@ from protocol.config import ModelConfig
 from protocol.framing import FrameError, gateway_codec, worker_codec
 from protocol.messages import (
     Cancel,
-    ChatJob,
-    CompletionJob,
     Events,
     Goodbye,
+    Job,
     JobFailed,
     Ping,
     Pong,
@@ -153,14 +152,14 @@ class WorkerRuntime:
             match message:
                 case Ping(seq=seq):
                     self._send(sock, identity, self._pong(seq))
-                case ChatJob() | CompletionJob():
-                    self._submit(sock, identity, message)
                 case Cancel(id=job_id):
                     if self._engine is not None and self._engine.cancel(job_id):
                         self._owners.pop(job_id, None)
                         log.info("cancelled", job=job_id)
+                case _:  # a job of any family; the engine refuses what it cannot do
+                    self._submit(sock, identity, message)
 
-    def _submit(self, sock: zmq.Socket, identity: bytes, job: ChatJob | CompletionJob) -> None:
+    def _submit(self, sock: zmq.Socket, identity: bytes, job: Job) -> None:
         engine = self._engine
         if engine is None or self.state == "draining":
             message = self.error or f"model {self.model.name!r} is {self.state}"
@@ -203,6 +202,8 @@ class WorkerRuntime:
         by_owner: dict[bytes, Events] = {}
         for delta in events.deltas:
             self._events_for(by_owner, delta.id).deltas.append(delta)
+        for output in events.outputs:
+            self._events_for(by_owner, output.id).outputs.append(output)
         for done in events.finished:
             self._events_for(by_owner, done.id).finished.append(done)
             self._owners.pop(done.id, None)
@@ -224,7 +225,7 @@ class WorkerRuntime:
     def _events_for(self, by_owner: dict[bytes, Events], job_id: str) -> Events:
         identity = self._owners.get(job_id, b"")
         if identity not in by_owner:
-            by_owner[identity] = Events(deltas=[], finished=[], failed=[])
+            by_owner[identity] = Events(deltas=[], finished=[], failed=[], outputs=[])
         return by_owner[identity]
 
     # --- replies ------------------------------------------------------------

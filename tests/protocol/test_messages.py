@@ -7,19 +7,31 @@ import pytest
 
 from protocol.framing import PROTOCOL_VERSION, FrameError, gateway_codec, worker_codec
 from protocol.messages import (
+    AudioChunk,
     Cancel,
     ChatJob,
     ChatMessage,
     CompletionJob,
     Delta,
+    EmbeddingJob,
+    Embeddings,
     Events,
     Finished,
+    GeneratedImage,
     Goodbye,
+    ImageJob,
     JobFailed,
     Ping,
     Pong,
+    Progress,
     SamplingParams,
+    Segment,
+    SpeechJob,
+    Timed,
+    Transcript,
+    TranscriptionJob,
     Usage,
+    Word,
     WorkerStats,
 )
 
@@ -40,6 +52,11 @@ TO_WORKER = [
     ),
     CompletionJob("j2", "Once upon", SamplingParams()),
     CompletionJob("j3", [1, 2, 3], SamplingParams(max_tokens=1)),
+    SpeechJob("s1", "Hello there.", "af_bella(2)+af_sky(1)", speed=1.2, timings=True),
+    TranscriptionJob("t1", b"RIFF....WAVE", task="translate", language="en", word_timestamps=True),
+    EmbeddingJob("e1", ["a", "b"], dimensions=64),
+    EmbeddingJob("e2", [[1, 2], [3]]),
+    ImageJob("i1", "a cat", 64, 64, n=2, seed=1, steps=2, image=b"\x89PNG", strength=0.6),
     Cancel("j1"),
     Ping(7),
 ]
@@ -51,6 +68,24 @@ FROM_WORKER = [
         failed=[JobFailed("j3", 400, "context_length_exceeded", "too long")],
     ),
     Events(),
+    Events(
+        outputs=[
+            AudioChunk(
+                "s1", b"\x00\x01", 24000, 0.5, [Timed("h", 0.5, 0.55)], [Timed("Hi", 0.5, 0.6)]
+            ),
+            Transcript(
+                "t1",
+                "hi",
+                "en",
+                1.5,
+                [Segment(0, 0.0, 1.5, "hi", words=[Word("hi", 0.1, 0.4, 0.9)])],
+            ),
+            Embeddings("e1", 2, [b"\x00\x00\x80\x3f" * 2]),
+            GeneratedImage("i1", 1, b"\x89PNG", seed=2),
+            Progress("i1", 1, 2, preview_png=None),
+        ],
+        finished=[Finished("s1", "stop", Usage(12, 0))],
+    ),
     Pong(1, "123-abc", 123, "m", "llm", "ready", 99, WorkerStats(active=2), error=None),
     Goodbye("123-abc"),
 ]

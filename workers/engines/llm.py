@@ -211,7 +211,7 @@ class LLMEngine:
 
     # --- jobs ---------------------------------------------------------------
 
-    def prompt_tokens(self, job: Job) -> list[int]:
+    def prompt_tokens(self, job: ChatJob | CompletionJob) -> list[int]:
         tokenizer = self.tokenizer
         if isinstance(job, ChatJob):
             if not tokenizer.has_chat_template:
@@ -239,7 +239,8 @@ class LLMEngine:
         return getattr(args, "vocab_size", None)
 
     def submit(self, job: Job) -> None:
-        assert isinstance(job, ChatJob | CompletionJob)
+        if not isinstance(job, ChatJob | CompletionJob):
+            raise JobError(f"model {self.config.name!r} is a language model", param="model")
         tokens = self.prompt_tokens(job)
         if not tokens:
             raise JobError("the prompt is empty")
