@@ -16,6 +16,7 @@ from gateway.chat import chat_completions
 from gateway.completions import completions
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import health
+from gateway.metrics import RequestMetrics, metrics
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware
 from gateway.models import get_model, list_models
 from gateway.registry import Registry
@@ -40,10 +41,12 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     settings = config.gateway
+    request_metrics = RequestMetrics()
     middleware = [
-        Middleware(RequestIDMiddleware),
+        Middleware(RequestIDMiddleware, metrics=request_metrics),
         Middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
@@ -60,5 +63,6 @@ def create_app(config: Config) -> Starlette:
         lifespan=lifespan,
     )
     app.state.config = config
+    app.state.request_metrics = request_metrics
     app.state.started = int(time.time())
     return app

@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids with an access log line, and API keys."""
+"""ASGI middleware: request ids with an access log line and request metrics, and API keys."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import APIError
+from gateway.metrics import RequestMetrics
 
 log = structlog.get_logger()
 
@@ -19,8 +20,9 @@ class RequestIDMiddleware:
     """Accept ``X-Request-ID`` (or generate one), echo it on the response, and
     log one line per request with it (every log line of the request carries it)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,14 +44,19 @@ class RequestIDMiddleware:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                # Health probes come every few seconds from monitors: debug only.
-                emit = log.debug if scope["path"] == "/health" else log.info
+                seconds = time.perf_counter() - started
+                # The router leaves the matched route in the scope: its template
+                # labels the metrics (bounded), the real path goes to the log.
+                route = scope.get("route")
+                self.metrics.observe(getattr(route, "path", "other"), status, seconds)
+                # Probes come every few seconds from monitors: debug only.
+                emit = log.debug if scope["path"] in ("/health", "/metrics") else log.info
                 emit(
                     "request",
                     method=scope["method"],
                     path=scope["path"],
                     status=status or None,
-                    ms=round(1000 * (time.perf_counter() - started), 1),
+                    ms=round(1000 * seconds, 1),
                 )
 
 

@@ -87,3 +87,21 @@ def test_method_not_allowed_is_an_envelope(client: TestClient) -> None:
     r = client.get("/v1/chat/completions", headers={"Authorization": "Bearer sk-good"})
     assert r.status_code == 405
     assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_metrics_count_requests_by_route_and_report_each_model(client: TestClient) -> None:
+    client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer sk-good"})
+    client.get("/v1/models/m", headers={"Authorization": "Bearer sk-good"})
+    client.get("/no/such/path")
+    r = client.get("/metrics")  # like /health, no key: scrapers run inside the network
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    lines = r.text.splitlines()
+    assert 'mlx_gateway_requests_total{path="/v1/chat/completions",status="503"} 1' in lines
+    # Route templates, not raw paths, so labels stay bounded.
+    assert 'mlx_gateway_requests_total{path="/v1/models/{model:path}",status="200"} 1' in lines
+    assert 'mlx_gateway_requests_total{path="other",status="404"} 1' in lines
+    assert 'mlx_gateway_request_duration_seconds_count{path="/v1/chat/completions"} 1' in lines
+    assert 'mlx_gateway_model_info{model="m",family="llm"} 1' in lines
+    assert 'mlx_gateway_model_state{model="m",state="down"} 1' in lines
+    assert 'mlx_gateway_model_in_flight{model="m"} 0' in lines
