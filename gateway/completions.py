@@ -21,7 +21,14 @@ from gateway.generation import (
     wants_usage_chunk,
 )
 from gateway.registry import TEXT_FAMILIES
-from gateway.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
+from gateway.schemas import (
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    PromptTokensDetails,
+    Usage,
+)
 from gateway.streaming import (
     SSE_DONE,
     ClientGone,
@@ -31,7 +38,7 @@ from gateway.streaming import (
     sse_response,
 )
 from gateway.worker_client import JobStream
-from protocol.messages import CompletionJob, TokenLogprob
+from protocol.messages import CompletionJob, Finished, TokenLogprob
 
 
 async def completions(request: Request) -> Response:
@@ -50,13 +57,17 @@ async def completions(request: Request) -> Response:
         top_logprobs=body.logprobs or 0,
         echo=body.echo,
     )
-    prompt = _single_prompt(body.prompt)
+    # A batch of prompts gives n choices per prompt, prompt i's at i * n + j.
     streams = worker.submit_all(
-        [CompletionJob(worker.new_job_id(), prompt, p) for p in choice_params(params, body.n)]
+        [
+            CompletionJob(worker.new_job_id(), prompt, p)
+            for prompt in _prompts(body.prompt)
+            for p in choice_params(params, body.n)
+        ]
     )
     model = worker.model.name
     if body.stream:
-        return sse_response(_chunks(streams, model, wants_usage_chunk(body)))
+        return sse_response(_chunks(streams, model, wants_usage_chunk(body), body.n))
     try:
         outputs = await collect_while_connected(request, streams)
     except ClientGone:
@@ -71,16 +82,16 @@ async def completions(request: Request) -> Response:
         created=now(),
         model=model,
         choices=choices,
-        usage=usage_of([out.finished for out in outputs if out.finished]),
+        usage=_batch_usage([out.finished for out in outputs if out.finished], body.n),
     )
     return Response(msgspec.json.encode(reply), media_type="application/json")
 
 
 async def _chunks(
-    streams: list[JobStream], model: str, include_usage: bool
+    streams: list[JobStream], model: str, include_usage: bool, n: int
 ) -> AsyncIterator[bytes]:
     cid, created = response_id("cmpl"), now()
-    finished = []
+    finished: dict[int, Finished] = {}
     offsets = [0] * len(streams)
     async for index, piece in merged_pieces(streams):
         reason = piece.finished.finish_reason if piece.finished is not None else None
@@ -92,9 +103,10 @@ async def _chunks(
             choice = CompletionChoice(index, piece.text, reason, logprobs)
             yield sse(Completion(cid, created, model, [choice]))
         if piece.finished is not None:
-            finished.append(piece.finished)
+            finished[index] = piece.finished
     if include_usage:
-        yield sse(Completion(cid, created, model, [], usage=usage_of(finished)))
+        ordered = [finished[i] for i in sorted(finished)]
+        yield sse(Completion(cid, created, model, [], usage=_batch_usage(ordered, n)))
     yield SSE_DONE
 
 
@@ -111,18 +123,31 @@ def _logprobs(tokens: list[TokenLogprob], offset: int) -> CompletionLogprobs:
     )
 
 
-def _single_prompt(prompt: str | list[Any]) -> str | list[int]:
-    """One prompt as text or token ids; a batch of several is not supported yet."""
+def _batch_usage(finished: list[Finished], n: int) -> Usage:
+    """Usage of a batch of prompts, ``n`` choices each: each prompt counts once."""
+    groups = [usage_of(finished[i : i + n]) for i in range(0, len(finished), n)]
+    prompt = sum(u.prompt_tokens for u in groups)
+    completion = sum(u.completion_tokens for u in groups)
+    cached = sum(u.prompt_tokens_details.cached_tokens for u in groups if u.prompt_tokens_details)
+    return Usage(prompt, completion, prompt + completion, PromptTokensDetails(cached))
+
+
+def _prompts(prompt: str | list[Any]) -> list[str | list[int]]:
+    """The request's prompts: a string, token ids, or a batch of either."""
     if isinstance(prompt, str):
-        return prompt
-    if len(prompt) == 1 and isinstance(prompt[0], str):
-        return prompt[0]
-    if len(prompt) == 1 and isinstance(prompt[0], list):
-        prompt = prompt[0]
-    if prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-        return prompt
+        return [prompt]
+    if prompt and all(_is_token(t) for t in prompt):
+        return [prompt]
+    if prompt and all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    if prompt and all(isinstance(p, list) and p and all(_is_token(t) for t in p) for p in prompt):
+        return list(prompt)
     raise APIError(
         400,
-        "'prompt' must be one string or one list of token ids (batches are not supported yet)",
+        "'prompt' must be a string, a list of token ids, or a non-empty list of either",
         param="prompt",
     )
+
+
+def _is_token(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
