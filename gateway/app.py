@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
+from gateway.admin import restart_model
 from gateway.anthropic import messages
 from gateway.chat import chat_completions
 from gateway.completions import completions
@@ -42,6 +43,7 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/admin/models/{model:path}/restart", restart_model, methods=["POST"]),
     ]
     settings = config.gateway
     request_metrics = RequestMetrics()

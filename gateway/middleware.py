@@ -61,7 +61,7 @@ class RequestIDMiddleware:
 
 
 class APIKeyMiddleware:
-    """When keys are configured, /v1/* needs ``Authorization: Bearer <key>``
+    """When keys are configured, /v1/* and /admin/* need ``Authorization: Bearer <key>``
     or, as Anthropic's clients send it, ``x-api-key: <key>``."""
 
     def __init__(self, app: ASGIApp, keys: list[str]) -> None:
@@ -72,7 +72,7 @@ class APIKeyMiddleware:
         if (
             scope["type"] == "http"
             and self.keys
-            and scope["path"].startswith("/v1/")
+            and scope["path"].startswith(("/v1/", "/admin/"))
             and scope["method"] != "OPTIONS"  # CORS preflights carry no credentials
         ):
             headers = Headers(scope=scope)

@@ -40,6 +40,7 @@ from protocol.messages import (
     Output,
     Ping,
     Pong,
+    Restart,
     SupervisorStatus,
 )
 
@@ -205,6 +206,13 @@ class WorkerClient:
                 raise APIError(503, self.unavailable_reason(), code="model_not_ready")
             streams.append(stream)
         return streams
+
+    def restart(self, *, graceful: bool) -> int | None:
+        """Ask the model process to drain (or stop now) and exit, so its
+        supervisor starts a fresh one; the pid it had. 503 if unreachable."""
+        if not self.connected or not self._send_now(self._encoder.encode(Restart(graceful))):
+            raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+        return self.pong.pid if self.pong is not None else None
 
     def release(self, stream: JobStream, *, cancel: bool) -> None:
         if self._jobs.pop(stream.id, None) is not None and cancel:

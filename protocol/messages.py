@@ -104,6 +104,14 @@ class Cancel(msgspec.Struct, tag="cancel"):
     id: str
 
 
+class Restart(msgspec.Struct, tag="restart"):
+    """Ops asked for a fresh process: drain (running jobs finish, up to the
+    model's ``drain_timeout``) or, not ``graceful``, fail them now; then exit,
+    and the supervisor starts a new process (which re-reads the config)."""
+
+    graceful: bool = True
+
+
 class Ping(msgspec.Struct, tag="ping"):
     """Heartbeat request; answered by :class:`Pong` from the generation loop."""
 
@@ -170,9 +178,7 @@ class ImageJob(msgspec.Struct, tag="image", omit_defaults=True):
 
 
 Job = ChatJob | CompletionJob | SpeechJob | TranscriptionJob | EmbeddingJob | ImageJob
-ToWorker = (
-    ChatJob | CompletionJob | SpeechJob | TranscriptionJob | EmbeddingJob | ImageJob | Cancel | Ping
-)
+ToWorker = Job | Cancel | Restart | Ping
 
 
 # --- worker -> gateway -------------------------------------------------------

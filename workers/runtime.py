@@ -33,6 +33,7 @@ from protocol.messages import (
     JobFailed,
     Ping,
     Pong,
+    Restart,
     WorkerState,
     WorkerStats,
 )
@@ -87,12 +88,16 @@ class WorkerRuntime:
             self.state = "draining"  # jobs still arriving are refused, not started
         self._stop.set()
 
-    def drain(self, *_: object) -> None:
-        if self._drain_deadline is None:
-            self._drain_deadline = time.monotonic() + self.model.drain_timeout
+    def drain(self, *_: object, timeout: float | None = None) -> None:
+        """Finish running jobs (up to ``timeout``, default the model's
+        ``drain_timeout``), refuse new ones, then exit (SIGTERM, or Restart)."""
+        timeout = self.model.drain_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if self._drain_deadline is None or deadline < self._drain_deadline:
+            self._drain_deadline = deadline
             if self.state == "ready":
                 self.state = "draining"
-            log.info("draining", model=self.model.name, timeout=self.model.drain_timeout)
+            log.info("draining", model=self.model.name, timeout=timeout)
 
     def _drained(self) -> bool:
         if self._drain_deadline is None:
@@ -152,6 +157,9 @@ class WorkerRuntime:
             match message:
                 case Ping(seq=seq):
                     self._send(sock, identity, self._pong(seq))
+                case Restart(graceful=graceful):
+                    log.info("restart requested", model=self.model.name, graceful=graceful)
+                    self.drain(timeout=None if graceful else 0.0)
                 case Cancel(id=job_id):
                     if self._engine is not None and self._engine.cancel(job_id):
                         self._owners.pop(job_id, None)

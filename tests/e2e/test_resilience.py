@@ -159,3 +159,50 @@ def test_sigterm_drains_a_worker_then_it_restarts(client: openai.OpenAI, stack: 
     after = stack.wait_state(QWEN, "ready", timeout=60)["models"][QWEN]
     assert after["pid"] != pid
     assert client.chat.completions.create(model=QWEN, messages=HI, max_tokens=2).usage
+
+
+def test_admin_restart_drains_a_model_or_stops_it_now(client: openai.OpenAI, stack: Stack) -> None:
+    """POST /admin/models/{model}/restart: graceful, the running stream
+    finishes; not graceful, it ends at once with a 503; each time a new process
+    serves, and the other models are untouched."""
+    admin = f"{stack.base_url}/admin/models/{QWEN}/restart"
+    pid = stack.health()["models"][QWEN]["pid"]
+    stream = client.chat.completions.create(
+        model=QWEN, messages=HI, max_tokens=300, temperature=0, stream=True
+    )
+    chunks = iter(stream)
+    next(chunks)
+    r = httpx.post(admin, timeout=5)
+    assert r.status_code == 202
+    assert r.json() == {"model": QWEN, "pid": pid, "graceful": True, "state": "draining"}
+    rest = list(chunks)
+    assert rest[-1].choices[0].finish_reason == "length"
+    pid = stack.wait_until(
+        lambda h: h["models"][QWEN]["state"] == "ready" and h["models"][QWEN]["pid"] != pid,
+        60,
+        "a new process after the graceful restart",
+    )["models"][QWEN]["pid"]
+
+    stream = client.chat.completions.create(
+        model=QWEN, messages=HI, max_tokens=50_000, temperature=0, stream=True
+    )
+    chunks = iter(stream)
+    next(chunks)
+    r = httpx.post(admin, json={"graceful": False}, timeout=5)
+    assert r.status_code == 202 and r.json()["state"] == "restarting"
+    with pytest.raises(openai.APIError) as err:
+        for _ in chunks:
+            pass
+    assert QWEN in str(err.value)
+    assert client.chat.completions.create(model=LLAMA, messages=HI, max_tokens=2).usage
+    after = stack.wait_until(
+        lambda h: h["models"][QWEN]["state"] == "ready" and h["models"][QWEN]["pid"] != pid,
+        60,
+        "a new process after the immediate restart",
+    )["models"][QWEN]
+    assert after["pid"] != pid
+
+    bad = httpx.post(admin, content=b'{"graceful": "yes"}', timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    unknown = httpx.post(f"{stack.base_url}/admin/models/nope/restart", timeout=5)
+    assert unknown.status_code == 404

@@ -105,3 +105,10 @@ def test_metrics_count_requests_by_route_and_report_each_model(client: TestClien
     assert 'mlx_gateway_model_info{model="m",family="llm"} 1' in lines
     assert 'mlx_gateway_model_state{model="m",state="down"} 1' in lines
     assert 'mlx_gateway_model_in_flight{model="m"} 0' in lines
+
+
+def test_admin_restart_needs_a_key_and_a_running_worker(client: TestClient) -> None:
+    assert client.post("/admin/models/m/restart").status_code == 401
+    r = client.post("/admin/models/m/restart", headers={"Authorization": "Bearer sk-good"})
+    assert r.status_code == 503
+    assert "'m'" in r.json()["error"]["message"]
