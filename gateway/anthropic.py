@@ -23,6 +23,7 @@ from gateway.anthropic_schemas import (
     ContentBlockDelta,
     ContentBlockStart,
     ContentBlockStop,
+    CountTokensRequest,
     ErrorDetail,
     ErrorResponse,
     InputJSONDelta,
@@ -40,6 +41,7 @@ from gateway.anthropic_schemas import (
     TextBlock,
     TextBlockIn,
     TextDelta,
+    TokenCount,
     ToolChoiceAny,
     ToolChoiceNone,
     ToolChoiceTool,
@@ -84,14 +86,54 @@ async def messages(request: Request) -> Response:
         return error_response(exc, getattr(request.state, "request_id", None))
 
 
+async def count_tokens(request: Request) -> Response:
+    """POST /v1/messages/count_tokens: the prompt's tokens as the model's chat
+    template and tokenizer make them (tools included), counted by its worker."""
+    try:
+        count = await decode_json(request, CountTokensRequest)
+        body = MessagesRequest(
+            count.model,
+            1,
+            count.messages,
+            count.system,
+            tools=count.tools,
+            tool_choice=count.tool_choice,
+            thinking=count.thinking,
+        )
+        worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
+        _reject_unsupported(body)
+        tools = _tool_setup(body)
+        job = ChatJob(
+            worker.new_job_id(),
+            _job_messages(body),
+            SamplingParams(max_tokens=1),
+            tools.tools,
+            tools.mode,
+            count_only=True,
+        )
+        (whole,) = await collect_while_connected(request, [worker.submit(job)])
+    except APIError as exc:
+        return error_response(exc, getattr(request.state, "request_id", None))
+    except ClientGone:
+        return Response(status_code=499)
+    assert whole.finished is not None
+    reply = TokenCount(whole.finished.usage.prompt_tokens)
+    return Response(msgspec.json.encode(reply), media_type="application/json")
+
+
+def _job_messages(body: MessagesRequest) -> list[ChatMessage]:
+    job_messages = _system(body.system)
+    for i, m in enumerate(body.messages):
+        job_messages.extend(_to_protocol(i, m))
+    return job_messages
+
+
 async def _messages(request: Request) -> Response:
     body = await decode_json(request, MessagesRequest)
     worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
     _reject_unsupported(body)
     tools = _tool_setup(body)
-    job_messages = _system(body.system)
-    for i, m in enumerate(body.messages):
-        job_messages.extend(_to_protocol(i, m))
+    job_messages = _job_messages(body)
     params = SamplingParams(
         max_tokens=body.max_tokens,
         temperature=1.0 if body.temperature is None else body.temperature,  # Anthropic's default

@@ -115,6 +115,21 @@ class MessagesRequest(msgspec.Struct):
     seed: int | None = None  # an extension (as top_k is for OpenAI): reproducible sampling
 
 
+class CountTokensRequest(msgspec.Struct):
+    """POST /v1/messages/count_tokens: a Messages request without sampling."""
+
+    model: str
+    messages: Annotated[list[MessageIn], Meta(min_length=1)]
+    system: str | list[TextBlockIn] | None = None
+    tools: list[ToolIn] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: Any = None
+
+
+class TokenCount(msgspec.Struct):
+    input_tokens: int
+
+
 # --- responses -----------------------------------------------------------------
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]

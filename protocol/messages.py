@@ -88,6 +88,9 @@ class ChatJob(msgspec.Struct, tag="chat"):
     # to the chat template; how calls are read from the output: ``tool_mode``.
     tools: list[dict[str, Any]] | None = None
     tool_mode: ToolMode = "auto"
+    # Only count the prompt's tokens (Anthropic's count_tokens): the answer is
+    # a Finished whose usage has the count, with nothing generated.
+    count_only: bool = False
 
 
 class CompletionJob(msgspec.Struct, tag="completion"):

@@ -545,3 +545,28 @@ def test_bad_tool_requests_are_400s_naming_the_field(
     assert err.value.type == "invalid_request_error"
     assert err.value.body["type"] == "error"  # type: ignore[index]
     assert named in (err.value.api_message or ""), err.value.api_message
+
+
+@pytest.mark.parametrize("model", [LLAMA, QWEN])
+def test_count_tokens_equals_the_input_tokens_of_the_message(
+    claude: anthropic.Anthropic, model: str
+) -> None:
+    system, turns = "You are terse.", [*HI, {"role": "assistant", "content": "Red."}, *HI]
+    tools: Any = [{"name": "get_time", "description": "the time", "input_schema": PARAMS}]
+    for extra in ({}, {"tools": tools}):
+        count = claude.messages.count_tokens(model=model, system=system, messages=turns, **extra)
+        message = greedy(claude, model, system=system, messages=turns, max_tokens=1, **extra)
+        assert count.input_tokens == message.usage.input_tokens > 0
+    with_tools = claude.messages.count_tokens(model=model, messages=HI, tools=tools)
+    assert (
+        with_tools.input_tokens
+        > claude.messages.count_tokens(model=model, messages=HI).input_tokens
+    )
+
+
+def test_count_tokens_errors_are_anthropic_envelopes(claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.count_tokens(model="no-such-model", messages=HI)
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.count_tokens(model=LLAMA, messages=[])
+    assert err.value.body["error"]["type"] == "invalid_request_error"

@@ -224,3 +224,14 @@ def test_reasoning_off_by_default_for_a_tokenizer_without_markers(engine: LLMEng
     engine.submit(ChatJob("r", HI, SamplingParams(max_tokens=8, temperature=0)))
     steps = run_to_end(engine)
     assert all(not d.reasoning for s in steps for d in s.deltas)
+
+
+def test_count_only_answers_the_prompt_tokens_without_generating(engine: LLMEngine) -> None:
+    messages = [ChatMessage("user", "Count me.")]
+    job = ChatJob("count", messages, SamplingParams(max_tokens=8), count_only=True)
+    engine.submit(job)
+    steps = run_to_end(engine)
+    (finished,) = [f for s in steps for f in s.finished]
+    expected = len(engine.prompt_tokens(ChatJob("x", messages, SamplingParams())))
+    assert finished.usage.prompt_tokens == expected and finished.usage.completion_tokens == 0
+    assert not [d for s in steps for d in s.deltas]

@@ -111,3 +111,15 @@ def test_refusals(engine: VLMEngine) -> None:
         engine.submit(ChatJob("l", [ChatMessage("user", "hi")], SamplingParams(logprobs=True)))
     assert logprobs.value.param == "logprobs"
     assert not engine.has_work()
+
+
+def test_count_only_reports_the_prompt_tokens_images_included(engine: VLMEngine) -> None:
+    params = SamplingParams(max_tokens=4, temperature=0.0)
+    messages = [ChatMessage("user", QUESTION, images=[PNG])]
+    texts, finished, _ = run(
+        engine,
+        ChatJob("count", messages, params, count_only=True),
+        ChatJob("run", messages, params),
+    )
+    assert texts["count"] == "" and finished["count"].usage.completion_tokens == 0
+    assert finished["count"].usage.prompt_tokens == finished["run"].usage.prompt_tokens

@@ -137,6 +137,8 @@ class LLMEngine:
         self._batched: dict[int, _Sequence] = {}  # those in the batch, by uid
         self._solo: _Sequence | None = None  # never set while the batch has any
         self._stats = WorkerStats()
+        # count_only jobs, answered by the next step
+        self._counted: list[Finished] = []
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -244,6 +246,9 @@ class LLMEngine:
         tokens = self.prompt_tokens(job)
         if not tokens:
             raise JobError("the prompt is empty")
+        if isinstance(job, ChatJob) and job.count_only:
+            self._counted.append(Finished(job.id, "stop", Usage(len(tokens), 0)))
+            return
         room = room_left(self.context_length, len(tokens))
         params = job.params
         vocab = self._vocab_size()
@@ -399,7 +404,7 @@ class LLMEngine:
         return True
 
     def has_work(self) -> bool:
-        return bool(self._jobs)
+        return bool(self._jobs) or bool(self._counted)
 
     # --- generation ---------------------------------------------------------
 
@@ -410,7 +415,8 @@ class LLMEngine:
         to first token does not wait for the budget. (Not its first token: a
         streaming detokenizer may hold that token's text back until the next.)
         """
-        events = Events(deltas=[], finished=[], failed=[])
+        events = Events(deltas=[], finished=self._counted, failed=[])
+        self._counted = []
         deadline = time.perf_counter() + budget_s
         while self._jobs:
             first_text = self._step_solo(events) if self._solo else self._step_batch(events)

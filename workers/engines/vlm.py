@@ -78,6 +78,8 @@ class VLMEngine:
         self._queue: deque[_Job] = deque()
         self._running: _Job | None = None
         self._stats = WorkerStats()
+        # count_only jobs, answered by the next step
+        self._counted: list[Finished] = []
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -111,6 +113,9 @@ class VLMEngine:
         images = [_image(data, i) for i, m in enumerate(job.messages) for data in m.images]
         inputs = self._prepare(job.messages, images)
         prompt_tokens = int(inputs["input_ids"].size)
+        if job.count_only:
+            self._counted.append(Finished(job.id, "stop", Usage(prompt_tokens, 0)))
+            return
         room = room_left(self.context_length, prompt_tokens, " (images included)")
         params = job.params
         self._queue.append(
@@ -180,7 +185,7 @@ class VLMEngine:
         return False
 
     def has_work(self) -> bool:
-        return self._running is not None or bool(self._queue)
+        return self._running is not None or bool(self._queue) or bool(self._counted)
 
     def stats(self) -> WorkerStats:
         self._stats.active = int(self._running is not None)
@@ -192,7 +197,8 @@ class VLMEngine:
     def step(self, budget_s: float) -> Events:
         """Decode the running job for up to ``budget_s`` (its prefill, with the
         vision tower, may take longer), returning early at its first text."""
-        events = Events(deltas=[], finished=[], failed=[])
+        events = Events(deltas=[], finished=self._counted, failed=[])
+        self._counted = []
         deadline = time.perf_counter() + budget_s
         while time.perf_counter() < deadline:
             job = self._running
