@@ -47,6 +47,18 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# --- JavaScript test clients (tests/js: the OpenAI JS SDK, a headless browser) ---
+if command -v npm >/dev/null 2>&1; then
+  js_stamp="tests/js/node_modules/.installed-$(cat tests/js/package-lock.json | sha1sum | cut -c1-12)"
+  if [ ! -f "$js_stamp" ]; then
+    echo "setup: installing tests/js packages"
+    npm ci --prefix tests/js --no-audit --no-fund --silent
+    touch "$js_stamp"
+  fi
+else
+  echo "setup: warning: npm not found; the JS client tests will fail" >&2
+fi
+
 # --- offline demo models ------------------------------------------------------
 "$VENV/bin/python" -m workers.demo_models --out models
 "$VENV/bin/python" -m workers.demo_vlm --out models
