@@ -20,7 +20,9 @@ MAX_UPLOAD = 200_000  # bytes; "hello world" is ~45 KB as WAV
 SRT_CUE = re.compile(
     r"(\d+)\n(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)\n[^\n]+\n\n"
 )
-VTT_CUE = re.compile(r"(\d\d):(\d\d):(\d\d)\.(\d\d\d) --> (\d\d):(\d\d):(\d\d)\.(\d\d\d)\n[^\n]+\n\n")
+VTT_CUE = re.compile(
+    r"(\d\d):(\d\d):(\d\d)\.(\d\d\d) --> (\d\d):(\d\d):(\d\d)\.(\d\d\d)\n[^\n]+\n\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +75,7 @@ def seconds(h: str, m: str, s: str, ms: str) -> float:
     return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
 
 
-def test_json_has_text_and_duration_usage(
-    client: openai.OpenAI, speech: dict[str, bytes]
-) -> None:
+def test_json_has_text_and_duration_usage(client: openai.OpenAI, speech: dict[str, bytes]) -> None:
     result = client.audio.transcriptions.create(
         model=WHISPER, file=("hello.wav", speech["wav"]), language="en"
     )
@@ -142,9 +142,7 @@ def test_srt_cues_are_valid(client: openai.OpenAI, speech: dict[str, bytes]) -> 
         assert 0 <= seconds(*cue.groups()[1:5]) <= seconds(*cue.groups()[5:9]) <= 1.1
 
 
-def test_vtt_has_its_header_and_valid_cues(
-    client: openai.OpenAI, speech: dict[str, bytes]
-) -> None:
+def test_vtt_has_its_header_and_valid_cues(client: openai.OpenAI, speech: dict[str, bytes]) -> None:
     vtt = client.audio.transcriptions.create(
         model=WHISPER, file=("hello.wav", speech["wav"]), response_format="vtt"
     )
