@@ -21,6 +21,7 @@ from gateway.metrics import RequestMetrics, metrics
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware
 from gateway.models import get_model, list_models
 from gateway.registry import Registry
+from gateway.transcriptions import transcriptions, translations
 from protocol.config import Config
 
 
@@ -40,6 +41,8 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),  # Anthropic's Messages API
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+        Route("/v1/audio/translations", translations, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),

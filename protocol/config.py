@@ -42,6 +42,8 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     allow_local_images: bool = False
     image_max_bytes: int = 10 * 1024 * 1024
     image_fetch_timeout: float = 10.0
+    # Audio uploads (/v1/audio/transcriptions, /translations): OpenAI's 25 MB.
+    max_upload_bytes: int = 25 * 1024 * 1024
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):

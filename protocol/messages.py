@@ -150,6 +150,8 @@ class TranscriptionJob(msgspec.Struct, tag="transcription", omit_defaults=True):
     prompt: str | None = None
     temperature: float = 0.0
     word_timestamps: bool = False
+    # The upload's file name, to name it in errors ("could not decode 'x.bin'").
+    filename: str = ""
 
 
 class EmbeddingJob(msgspec.Struct, tag="embedding", omit_defaults=True):
@@ -289,6 +291,8 @@ class Segment(msgspec.Struct, omit_defaults=True):
     compression_ratio: float = 0.0
     no_speech_prob: float = 0.0
     words: list[Word] = []
+    # Where the 30-s window this segment came from starts, in 10-ms mel frames.
+    seek: int = 0
 
 
 class Transcript(msgspec.Struct, tag="transcript", omit_defaults=True):

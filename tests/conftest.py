@@ -38,6 +38,33 @@ def demo_vlm() -> Path:
     return ensure_demo_vlm(ROOT / "models")
 
 
+@pytest.fixture(scope="session")
+def demo_whisper() -> Path:
+    """The offline demo Whisper model (under the repo's models/)."""
+    from workers.demo_whisper import ensure_demo_whisper
+
+    return ensure_demo_whisper(ROOT / "models")
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Real speech ("hello world", by espeak-ng) as WAV, MP3 and OGG/Vorbis bytes."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("speech")
+    wav = folder / "hello.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "hello world"], check=True)
+    files = {"wav": wav.read_bytes()}
+    for ext in ("mp3", "ogg"):
+        out = folder / f"hello.{ext}"
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-nostdin", "-y", "-i", str(wav), str(out)],
+            check=True,
+        )
+        files[ext] = out.read_bytes()
+    return files
+
+
 def png_data_url(width: int = 40, height: int = 60, seed: int = 0) -> str:
     """A data URL of a small random RGB PNG."""
     import base64
