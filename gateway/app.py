@@ -14,6 +14,7 @@ from starlette.routing import Route
 from gateway.anthropic import messages
 from gateway.chat import chat_completions
 from gateway.completions import completions
+from gateway.embeddings import embeddings
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import health
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware
@@ -37,6 +38,7 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),  # Anthropic's Messages API
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
