@@ -18,7 +18,7 @@ import json
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 import numpy as np
@@ -48,8 +48,10 @@ class EmbeddingsOptions(msgspec.Struct, forbid_unknown_fields=True):
     # Override the folder's sentence-transformers pooling (modules.json).
     pooling: Pooling | None = None
     normalize: bool | None = None
-    # Padded tokens (inputs x longest input) in one forward pass.
-    max_batch_tokens: int = 4096
+    # Padded tokens (inputs x longest input) in one forward pass. One pass is
+    # one engine step: 512 MiniLM tokens take ~0.5 s on a 2-core CPU (the
+    # step bound the runtime wants); a GPU wants far more (8192+).
+    max_batch_tokens: Annotated[int, msgspec.Meta(ge=1)] = 512
     # The longest input; default: the model's (sentence-transformers'
     # max_seq_length, else its position embeddings).
     max_input_tokens: int | None = None
