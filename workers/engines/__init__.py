@@ -20,4 +20,8 @@ def build_engine(model: ModelConfig) -> Engine:
         from workers.engines.whisper import WhisperEngine
 
         return WhisperEngine(model)
+    if model.family == "embeddings":
+        from workers.engines.embeddings import EmbeddingsEngine
+
+        return EmbeddingsEngine(model)
     raise NotImplementedError(f"no engine for family {model.family!r} yet (model {model.name!r})")

@@ -1,0 +1,158 @@
+"""POST /v1/embeddings: one job per request, every input embedded by the worker.
+
+The worker sends each vector as little-endian float32 bytes, which is exactly
+what ``encoding_format: "base64"`` carries (the OpenAI SDKs ask for base64 by
+default and decode it with numpy), so that format costs one base64 encode;
+``"float"`` writes the same numbers as a JSON list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import sys
+from array import array
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.body import decode_json
+from gateway.errors import APIError
+from gateway.worker_client import JobStream
+from protocol.messages import EmbeddingJob, Embeddings, Finished, JobFailed
+
+FAMILIES = ("embeddings",)
+# OpenAI's own limit on the inputs of one request.
+MAX_INPUTS = 2048
+
+
+class EmbeddingRequest(msgspec.Struct):
+    model: str
+    # str | list[str] | list[int] | list[list[int]]; msgspec unions allow one
+    # list type, so the items are checked here (_inputs).
+    input: str | list[Any]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Meta(ge=1)] | None = None
+    user: str | None = None
+
+
+class EmbeddingData(msgspec.Struct):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(msgspec.Struct):
+    object: Literal["list"]
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingUsage
+
+
+async def embeddings(request: Request) -> Response:
+    body = await decode_json(request, EmbeddingRequest)
+    worker = request.app.state.registry.resolve(body.model, FAMILIES)
+    job = EmbeddingJob(worker.new_job_id(), _inputs(body.input), body.dimensions)
+    stream = worker.submit(job)
+    work = asyncio.ensure_future(_result(stream))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not work.done():
+            work.cancel()  # _result's close() cancels the job in the worker
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+    if work.cancelled():
+        return Response(status_code=499)  # nobody is listening (nginx's "client closed")
+    result, finished = work.result()
+    encode = _base64 if body.encoding_format == "base64" else _floats
+    reply = EmbeddingList(
+        object="list",
+        data=[EmbeddingData("embedding", i, encode(v)) for i, v in enumerate(result.vectors)],
+        model=worker.model.name,
+        usage=EmbeddingUsage(finished.usage.prompt_tokens, finished.usage.prompt_tokens),
+    )
+    return Response(msgspec.json.encode(reply), media_type="application/json")
+
+
+def _inputs(value: str | list[Any]) -> list[str | list[int]]:
+    """The request's inputs as texts and token id lists; a 400 naming a bad one."""
+    if isinstance(value, str):
+        return [_text(value, "input")]
+    if not value:
+        raise APIError(400, "'input' must not be empty", param="input")
+    if all(_is_token(t) for t in value):
+        return [value]
+    if len(value) > MAX_INPUTS:
+        raise APIError(
+            400, f"'input' has {len(value)} items; at most {MAX_INPUTS} are allowed", param="input"
+        )
+    inputs: list[str | list[int]] = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            inputs.append(_text(item, f"input[{i}]"))
+        elif isinstance(item, list) and item and all(_is_token(t) for t in item):
+            inputs.append(item)
+        else:
+            raise APIError(
+                400,
+                f"input[{i}] must be a non-empty string or a non-empty list of token ids "
+                "(integers >= 0)",
+                param=f"input[{i}]",
+            )
+    return inputs
+
+
+def _text(text: str, param: str) -> str:
+    if not text:
+        raise APIError(400, f"'{param}' must not be an empty string", param=param)
+    return text
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+async def _result(stream: JobStream) -> tuple[Embeddings, Finished]:
+    vectors: Embeddings | None = None
+    try:
+        while True:
+            for event in await stream.next_batch():
+                if isinstance(event, JobFailed):
+                    raise APIError(event.status, event.message, code=event.code, param=event.param)
+                if isinstance(event, Embeddings):
+                    vectors = event
+                elif isinstance(event, Finished):
+                    if vectors is None:
+                        raise APIError(500, "the worker finished without embeddings")
+                    return vectors, event
+    finally:
+        stream.close()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read: the next receive only returns when the client leaves.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _floats(vector: bytes) -> list[float]:
+    values = array("f", vector)
+    if sys.byteorder == "big":
+        values.byteswap()  # the wire format is little-endian
+    return values.tolist()
+
+
+def _base64(vector: bytes) -> str:
+    return base64.b64encode(vector).decode("ascii")
