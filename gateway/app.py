@@ -19,6 +19,7 @@ from gateway.health import health
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware
 from gateway.models import get_model, list_models
 from gateway.registry import Registry
+from gateway.speech import list_voices, speech
 from protocol.config import Config
 
 
@@ -37,6 +38,8 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),  # Anthropic's Messages API
+        Route("/v1/audio/speech", speech, methods=["POST"]),
+        Route("/v1/audio/voices", list_voices, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
