@@ -17,8 +17,9 @@ def test_demo_config_loads_with_paths_relative_to_the_file() -> None:
         "demo-llama-tiny",
         "demo-qwen2-tiny",
         "demo-qwen2-vl-tiny",
+        "demo-kokoro-tiny",
     ]
-    assert [m.family for m in config.models] == ["llm", "llm", "vlm"]
+    assert [m.family for m in config.models] == ["llm", "llm", "vlm", "kokoro"]
     assert all(m.demo for m in config.models)
     assert not config.gateway.allow_local_images
     assert config.models[0].path == str(ROOT / "models/demo-llama-tiny")
