@@ -22,6 +22,7 @@ from gateway.metrics import RequestMetrics, metrics
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware
 from gateway.models import get_model, list_models
 from gateway.registry import Registry
+from gateway.speech import list_voices, speech
 from gateway.transcriptions import transcriptions, translations
 from protocol.config import Config
 
@@ -45,6 +46,8 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
         Route("/v1/audio/translations", translations, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/audio/speech", speech, methods=["POST"]),
+        Route("/v1/audio/voices", list_voices, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),

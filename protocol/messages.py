@@ -137,6 +137,9 @@ class SpeechJob(msgspec.Struct, tag="speech", omit_defaults=True):
     speed: float = 1.0
     # Also report phoneme and word timings (for visemes / lip sync).
     timings: bool = False
+    # Only list the worker's voices (answered with an AudioChunk holding
+    # ``voices`` and no audio); ``input`` and ``voice`` are ignored.
+    list_voices: bool = False
 
 
 class TranscriptionJob(msgspec.Struct, tag="transcription", omit_defaults=True):
@@ -271,6 +274,8 @@ class AudioChunk(msgspec.Struct, tag="audio", omit_defaults=True):
     start: float
     phonemes: list[Timed] = []
     words: list[Timed] = []
+    # The answer to a ``SpeechJob`` with ``list_voices``.
+    voices: list[str] = []
 
 
 class Word(msgspec.Struct, array_like=True):

@@ -63,3 +63,4 @@ fi
 "$VENV/bin/python" -m workers.demo_models --out models
 "$VENV/bin/python" -m workers.demo_vlm --out models
 "$VENV/bin/python" -m workers.demo_whisper --out models
+"$VENV/bin/python" -m workers.demo_kokoro --out models

@@ -65,6 +65,14 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     return files
 
 
+@pytest.fixture(scope="session")
+def demo_kokoro() -> Path:
+    """The offline demo Kokoro text-to-speech model (under the repo's models/)."""
+    from workers.demo_kokoro import ensure_demo_kokoro
+
+    return ensure_demo_kokoro(ROOT / "models")
+
+
 def png_data_url(width: int = 40, height: int = 60, seed: int = 0) -> str:
     """A data URL of a small random RGB PNG."""
     import base64

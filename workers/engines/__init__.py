@@ -24,4 +24,8 @@ def build_engine(model: ModelConfig) -> Engine:
         from workers.engines.embeddings import EmbeddingsEngine
 
         return EmbeddingsEngine(model)
+    if model.family == "kokoro":
+        from workers.engines.kokoro import KokoroEngine
+
+        return KokoroEngine(model)
     raise NotImplementedError(f"no engine for family {model.family!r} yet (model {model.name!r})")
