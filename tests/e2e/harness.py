@@ -23,12 +23,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(path: Path, port: int, models: list[dict[str, Any]]) -> None:
+def write_config(
+    path: Path, port: int, models: list[dict[str, Any]], gateway: dict[str, Any] | None = None
+) -> None:
     lines = [
         "[gateway]",
         f"port = {port}",
         f'control_endpoint = "tcp://127.0.0.1:{free_port()}"',
         "heartbeat_interval = 0.2",
+        *(f"{key} = {_toml(value)}" for key, value in (gateway or {}).items()),
         "",
     ]
     for m in models:
