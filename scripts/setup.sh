@@ -12,10 +12,11 @@ VENV=.venv
 # --- system libraries (Linux only) ------------------------------------------
 # mlx[cpu] ships the netlib reference BLAS; OpenBLAS loaded ahead of it makes
 # matmuls ~50x faster (see workers/blas.py). espeak-ng: offline English G2P for
-# Kokoro and test speech; ffmpeg: audio decoding for Whisper and audio encoding.
+# Kokoro and test speech; ffmpeg: audio decoding for Whisper and audio encoding;
+# chromium: the browser test of the Avatar Debate page.
 if [ "$(uname -s)" = "Linux" ] && command -v apt-get >/dev/null 2>&1; then
   need=()
-  for pkg in libopenblas0-pthread espeak-ng ffmpeg; do
+  for pkg in libopenblas0-pthread espeak-ng ffmpeg chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
