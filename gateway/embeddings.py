@@ -8,9 +8,7 @@ default and decode it with numpy), so that format costs one base64 encode;
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import sys
 from array import array
 from typing import Annotated, Any, Literal
@@ -22,6 +20,7 @@ from starlette.responses import Response
 
 from gateway.body import decode_json
 from gateway.errors import APIError
+from gateway.streaming import ClientGone, while_connected
 from gateway.worker_client import JobStream
 from protocol.messages import EmbeddingJob, Embeddings, Finished, JobFailed
 
@@ -63,19 +62,11 @@ async def embeddings(request: Request) -> Response:
     worker = request.app.state.registry.resolve(body.model, FAMILIES)
     job = EmbeddingJob(worker.new_job_id(), _inputs(body.input), body.dimensions)
     stream = worker.submit(job)
-    work = asyncio.ensure_future(_result(stream))
-    gone = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not work.done():
-            work.cancel()  # _result's close() cancels the job in the worker
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-    if work.cancelled():
+        # _result's close() cancels the job in the worker if the client leaves.
+        result, finished = await while_connected(request, _result(stream))
+    except ClientGone:
         return Response(status_code=499)  # nobody is listening (nginx's "client closed")
-    result, finished = work.result()
     encode = _base64 if body.encoding_format == "base64" else _floats
     reply = EmbeddingList(
         object="list",
@@ -139,12 +130,6 @@ async def _result(stream: JobStream) -> tuple[Embeddings, Finished]:
                     return vectors, event
     finally:
         stream.close()
-
-
-async def _disconnected(request: Request) -> None:
-    # The body has been read: the next receive only returns when the client leaves.
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def _floats(vector: bytes) -> list[float]:

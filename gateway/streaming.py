@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from gateway.worker_client import JobStream
 from protocol.messages import Delta, Finished, JobFailed, TokenLogprob, ToolCall
 
 SSE_DONE = b"data: [DONE]\n\n"
+T = TypeVar("T")
 
 
 @dataclass
@@ -124,25 +126,32 @@ class ClientGone(Exception):
     """The client disconnected before a non-streamed answer was ready."""
 
 
-async def collect_while_connected(request: Request, streams: list[JobStream]) -> list[Piece]:
-    """:func:`collect`, but cancel the jobs as soon as the client disconnects.
+async def while_connected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it (:class:`ClientGone`) as soon as the client
+    disconnects. Work that reads job streams closes them when cancelled, which
+    cancels the jobs in the worker.
 
     The body has been read, so the next ASGI ``receive`` only returns when the
     client goes away (``http.disconnect``).
     """
-    work = asyncio.ensure_future(collect(streams))
+    task = asyncio.ensure_future(work)
     gone = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
-        if not work.done():
-            work.cancel()  # collect's pieces() cancel the jobs in the worker
+        if not task.done():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await work
-    if work.cancelled():
+                await task
+    if task.cancelled():
         raise ClientGone
-    return work.result()
+    return task.result()
+
+
+async def collect_while_connected(request: Request, streams: list[JobStream]) -> list[Piece]:
+    """:func:`collect`, but cancel the jobs as soon as the client disconnects."""
+    return await while_connected(request, collect(streams))
 
 
 async def _disconnected(request: Request) -> None:

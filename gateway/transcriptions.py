@@ -12,8 +12,6 @@ default, as OpenAI's) -> 413; a client that leaves cancels its job.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncGenerator
 from typing import Literal
 
@@ -25,6 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from gateway import transcript_formats as formats
 from gateway.errors import APIError
+from gateway.streaming import ClientGone, while_connected
 from gateway.worker_client import JobStream
 from protocol.config import Family
 from protocol.messages import Finished, JobFailed, Transcript, TranscriptionJob
@@ -181,18 +180,12 @@ def _temperature(form: FormData) -> float:
 async def _transcript(request: Request, stream: JobStream) -> Transcript | None:
     """The job's Transcript, or None if the client went away first (which
     cancels the job: closing an unfinished stream sends the Cancel)."""
-    work = asyncio.ensure_future(_await_transcript(stream))
-    gone = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        return await while_connected(request, _await_transcript(stream))
+    except ClientGone:
+        return None
     finally:
-        gone.cancel()
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
         stream.close()
-    return None if work.cancelled() else work.result()
 
 
 async def _await_transcript(stream: JobStream) -> Transcript:
@@ -208,11 +201,6 @@ async def _await_transcript(stream: JobStream) -> Transcript:
                     return transcript
                 case Finished():
                     raise APIError(500, "the worker finished without a transcript")
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def _render(
