@@ -16,4 +16,8 @@ def build_engine(model: ModelConfig) -> Engine:
         from workers.engines.vlm import VLMEngine
 
         return VLMEngine(model)
+    if model.family == "flux":
+        from workers.engines.flux import FluxEngine
+
+        return FluxEngine(model)
     raise NotImplementedError(f"no engine for family {model.family!r} yet (model {model.name!r})")
