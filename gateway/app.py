@@ -16,6 +16,8 @@ from gateway.chat import chat_completions
 from gateway.completions import completions
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import health
+from gateway.image_store import ImageStore
+from gateway.images_api import image_edits, image_file, image_generations
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware
 from gateway.models import get_model, list_models
 from gateway.registry import Registry
@@ -37,6 +39,9 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),  # Anthropic's Messages API
+        Route("/v1/images/generations", image_generations, methods=["POST"]),
+        Route("/v1/images/edits", image_edits, methods=["POST"]),
+        Route("/v1/images/files/{name}", image_file, methods=["GET"], name="image_file"),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
@@ -60,5 +65,6 @@ def create_app(config: Config) -> Starlette:
         lifespan=lifespan,
     )
     app.state.config = config
+    app.state.image_store = ImageStore(settings.image_store_capacity, settings.image_url_ttl)
     app.state.started = int(time.time())
     return app

@@ -50,3 +50,4 @@ fi
 # --- offline demo models ------------------------------------------------------
 "$VENV/bin/python" -m workers.demo_models --out models
 "$VENV/bin/python" -m workers.demo_vlm --out models
+"$VENV/bin/python" -m workers.demo_flux --out models

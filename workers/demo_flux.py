@@ -98,7 +98,7 @@ def is_complete(model_dir: Path) -> bool:
 
 def _tokenizer() -> Any:
     """The demo BPE as the Qwen2TokenizerFast mflux's FLUX.2 definition asks for."""
-    from transformers import Qwen2TokenizerFast
+    from transformers import Qwen2TokenizerFast  # type: ignore[attr-defined]  # a lazy alias
 
     return Qwen2TokenizerFast(
         tokenizer_object=Tokenizer.from_str(_tokenizer_json()),
@@ -118,7 +118,8 @@ def _components() -> SimpleNamespace:
     from mflux.models.flux2.model.flux2_vae.vae import Flux2VAE
 
     mx.random.seed(SEED)
-    transformer_args = dict(TRANSFORMER_CONFIG, axes_dims_rope=tuple(TRANSFORMER_CONFIG["axes_dims_rope"]))
+    rope = tuple(TRANSFORMER_CONFIG["axes_dims_rope"])
+    transformer_args = dict(TRANSFORMER_CONFIG, axes_dims_rope=rope)
     model = SimpleNamespace(
         vae=Flux2VAE(),
         transformer=Flux2Transformer(**transformer_args),
@@ -146,7 +147,7 @@ without downloads.
 
 
 def _count(module: Any) -> int:
-    return sum(v.size for _, v in tree_flatten(module.parameters()))
+    return sum(v.size for _, v in tree_flatten(module.parameters()))  # type: ignore[misc]
 
 
 def create_model(out_dir: Path) -> Path:
@@ -162,7 +163,7 @@ def create_model(out_dir: Path) -> Path:
         with contextlib.redirect_stderr(io.StringIO()):
             ModelSaver.save_model(
                 model=model,
-                bits=None,  # type: ignore[arg-type]  # mflux writes "None": not quantized
+                bits=None,  # mflux writes "None": not quantized
                 base_path=str(staging),
                 weight_definition=Flux2KleinWeightDefinition,
                 # The loader casts to bfloat16 anyway; half the bytes on disk.

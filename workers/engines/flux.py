@@ -68,6 +68,8 @@ class FluxOptions(msgspec.Struct, forbid_unknown_fields=True):
     default_steps: int = 4
     max_steps: int = 50
     default_guidance: float = 1.0
+    # Width and height of a generation whose size is "auto" (or not given).
+    default_size: int = 1024
     # Largest image (width x height) a request may ask for.
     max_pixels: int = 1024 * 1024
     # mx.compile the transformer call as mflux does. None: only on Metal. On
@@ -144,6 +146,9 @@ class FluxEngine:
             quantize=self.options.quantize, model_path=path, model_config=model_config
         )
         self.model_config = model_config
+        # MLX streams belong to threads: weights still lazy when the loader
+        # thread ends could not be evaluated by the worker loop's thread.
+        mx.eval(self.model.parameters())
 
     def reset(self) -> None:
         self._running = None
@@ -186,6 +191,8 @@ class FluxEngine:
                 width, height = _fit(input_image.width, input_image.height, options.max_pixels)
         elif job.strength is not None:
             raise JobError("'strength' needs an input image", param="strength")
+        if not width or not height:
+            width = height = options.default_size
         if job.strength is not None and not 0.0 < job.strength <= 1.0:
             raise JobError("'strength' must be in (0, 1]", param="strength")
         if width % 16 or height % 16 or width < 16 or height < 16:
@@ -269,7 +276,7 @@ class FluxEngine:
             # Flux2KleinEdit's predict (latents + reference tokens through the
             # transformer, the reference part of the output dropped) only reads
             # the model config, which this Flux2Klein shares.
-            job.predict = Flux2KleinEdit._predict(model, model.transformer)  # type: ignore[arg-type]
+            job.predict = Flux2KleinEdit._predict(model, model.transformer)
         else:
             job.predict = model._predict(model.transformer)
         _evaluate(job.encoded, job.reference)
