@@ -13,12 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_config_loads_with_paths_relative_to_the_file() -> None:
     config = load_config(ROOT / "configs/demo.toml")
-    assert [m.name for m in config.models] == [
-        "demo-llama-tiny",
-        "demo-qwen2-tiny",
-        "demo-qwen2-vl-tiny",
-    ]
-    assert [m.family for m in config.models] == ["llm", "llm", "vlm"]
+    families = {m.name: m.family for m in config.models}
+    assert families["demo-llama-tiny"] == families["demo-qwen2-tiny"] == "llm"
+    assert families["demo-qwen2-vl-tiny"] == "vlm"
+    assert families["demo-flux2-klein-tiny"] == "flux"
     assert all(m.demo for m in config.models)
     assert not config.gateway.allow_local_images
     assert config.models[0].path == str(ROOT / "models/demo-llama-tiny")

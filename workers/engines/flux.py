@@ -70,7 +70,10 @@ class FluxOptions(msgspec.Struct, forbid_unknown_fields=True):
     default_guidance: float = 1.0
     # Width and height of a generation whose size is "auto" (or not given).
     default_size: int = 1024
-    # Largest image (width x height) a request may ask for.
+    # Largest image (width x height) a request may ask for; larger input images
+    # are scaled down to it. The VAE decode of an image is one engine step and
+    # must stay well under the gateway's heartbeat_timeout: on a CPU it grows
+    # with the pixels (demo model: ≈ 1.2 s at 64x64, ≈ 5 s at 128x128).
     max_pixels: int = 1024 * 1024
     # mx.compile the transformer call as mflux does. None: only on Metal. On
     # this project's CPU runs compiling took ~20 s on the first image and made
@@ -185,7 +188,7 @@ class FluxEngine:
         input_image = None
         width, height = job.width, job.height
         if job.image is not None:
-            input_image = _decode_image(job.image)
+            input_image = _bounded(_decode_image(job.image), options.max_pixels)
             mode = "img2img" if job.strength is not None else "edit"
             if not width or not height:
                 width, height = _fit(input_image.width, input_image.height, options.max_pixels)
@@ -339,7 +342,7 @@ class FluxEngine:
         mx.eval(image.latents)
         image.done += 1
         total = len(image.timesteps)
-        self._stats.generation_tokens += 1
+        self._stats.generation_tokens += 1  # for images: denoising steps
         log.info(
             "denoising step",
             job=job.job.id,
@@ -452,6 +455,19 @@ def _decode_image(data: bytes) -> Any:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise JobError(f"the image could not be decoded: {exc}", param="image") from exc
     return image
+
+
+def _bounded(image: Any, max_pixels: int) -> Any:
+    """The input image, scaled down to ``max_pixels`` if larger: its VAE encode
+    is one engine step, and its cost grows with the pixels (mflux itself would
+    only bring a reference down to 1024x1024)."""
+    if image.width * image.height <= max_pixels:
+        return image
+    from PIL import Image
+
+    scale = (max_pixels / (image.width * image.height)) ** 0.5
+    size = (max(16, int(image.width * scale)), max(16, int(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 def _fit(width: int, height: int, max_pixels: int) -> tuple[int, int]:
