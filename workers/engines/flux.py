@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -206,7 +207,7 @@ class FluxEngine:
                 f"{options.max_pixels} pixels",
                 param="size",
             )
-        seed = job.seed if job.seed is not None else int.from_bytes(_random_bytes(4), "little")
+        seed = job.seed if job.seed is not None else secrets.randbits(32)
         self._queue.append(
             _Job(job, mode, steps, guidance, width, height, seed, input_image=input_image)
         )
@@ -480,9 +481,3 @@ def _png(image: Any) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def _random_bytes(n: int) -> bytes:
-    import os
-
-    return os.urandom(n)
