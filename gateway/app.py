@@ -18,6 +18,8 @@ from gateway.completions import completions
 from gateway.embeddings import embeddings
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import health
+from gateway.image_store import ImageStore
+from gateway.images_api import image_edits, image_file, image_generations
 from gateway.metrics import RequestMetrics, metrics
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware
 from gateway.models import get_model, list_models
@@ -48,6 +50,9 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/audio/speech", speech, methods=["POST"]),
         Route("/v1/audio/voices", list_voices, methods=["GET"]),
+        Route("/v1/images/generations", image_generations, methods=["POST"]),
+        Route("/v1/images/edits", image_edits, methods=["POST"]),
+        Route("/v1/images/files/{name}", image_file, methods=["GET"], name="image_file"),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
@@ -75,5 +80,6 @@ def create_app(config: Config) -> Starlette:
     )
     app.state.config = config
     app.state.request_metrics = request_metrics
+    app.state.image_store = ImageStore(settings.image_store_capacity, settings.image_url_ttl)
     app.state.started = int(time.time())
     return app

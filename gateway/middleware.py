@@ -74,6 +74,9 @@ class APIKeyMiddleware:
             and self.keys
             and scope["path"].startswith(("/v1/", "/admin/"))
             and scope["method"] != "OPTIONS"  # CORS preflights carry no credentials
+            # Generated images' URLs are capabilities (128 random bits, expiring),
+            # fetched by browsers and <img> tags that send no key, as OpenAI's are.
+            and not scope["path"].startswith("/v1/images/files/")
         ):
             headers = Headers(scope=scope)
             scheme, _, token = headers.get("authorization", "").partition(" ")

@@ -44,6 +44,10 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     image_fetch_timeout: float = 10.0
     # Audio uploads (/v1/audio/transcriptions, /translations): OpenAI's 25 MB.
     max_upload_bytes: int = 25 * 1024 * 1024
+    # Generated images answered as URLs (response_format "url") are kept in
+    # memory: at most this many, each for this long (then the URL is a 404).
+    image_store_capacity: int = 64
+    image_url_ttl: float = 3600.0
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -183,6 +183,8 @@ class ImageJob(msgspec.Struct, tag="image", omit_defaults=True):
     mask: bytes | None = None
     # img2img: how much of the input image to keep re-noising (0..1).
     strength: float | None = None
+    # Streaming: how many previews (Progress.preview_png) to send while denoising.
+    partial_images: int = 0
 
 
 Job = ChatJob | CompletionJob | SpeechJob | TranscriptionJob | EmbeddingJob | ImageJob

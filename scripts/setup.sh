@@ -65,3 +65,4 @@ fi
 "$VENV/bin/python" -m workers.demo_vlm --out models
 "$VENV/bin/python" -m workers.demo_whisper --out models
 "$VENV/bin/python" -m workers.demo_kokoro --out models
+"$VENV/bin/python" -m workers.demo_flux --out models

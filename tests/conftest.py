@@ -85,3 +85,24 @@ def png_data_url(width: int = 40, height: int = 60, seed: int = 0) -> str:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture(scope="session")
+def demo_flux() -> Path:
+    """The offline demo image model, FLUX.2-klein shaped (under the repo's models/)."""
+    from workers.demo_flux import ensure_demo_flux
+
+    return ensure_demo_flux(ROOT / "models")
+
+
+def png_bytes(width: int = 64, height: int = 64, seed: int = 0) -> bytes:
+    """A small random RGB PNG."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()

@@ -28,4 +28,8 @@ def build_engine(model: ModelConfig) -> Engine:
         from workers.engines.kokoro import KokoroEngine
 
         return KokoroEngine(model)
+    if model.family == "flux":
+        from workers.engines.flux import FluxEngine
+
+        return FluxEngine(model)
     raise NotImplementedError(f"no engine for family {model.family!r} yet (model {model.name!r})")

@@ -1,0 +1,308 @@
+"""POST /v1/images/generations, POST /v1/images/edits, GET /v1/images/files/{id}.png.
+
+(``gateway/images.py`` is something else: fetching the images of chat messages.)
+
+A request becomes one :class:`~protocol.messages.ImageJob` (its ``n`` images
+are made one after another by the worker), so a model's ``max_pending``
+counts image requests. The worker reports each denoising step as a
+``Progress`` and each finished image as a ``GeneratedImage`` (PNG bytes);
+the reply holds them as base64 or as URLs into the gateway's
+:class:`~gateway.image_store.ImageStore`. With ``stream: true`` the reply is
+OpenAI's image SSE events: ``*.partial_image`` for the previews asked for
+with ``partial_images``, then ``*.completed`` per image. A client that goes
+away cancels the job in the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+import struct
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.body import decode_json, read_limited
+from gateway.errors import APIError
+from gateway.generation import now
+from gateway.image_schemas import (
+    CompletedEvent,
+    ImageData,
+    ImageEditFields,
+    ImageGenerationRequest,
+    ImagesResponse,
+    ImageUsage,
+    InputTokensDetails,
+    PartialImageEvent,
+)
+from gateway.image_store import ImageStore
+from gateway.streaming import sse_response
+from gateway.worker_client import JobStream
+from protocol.config import Family
+from protocol.messages import Finished, GeneratedImage, ImageJob, JobFailed, Progress
+
+IMAGE_FAMILIES: tuple[Family, ...] = ("flux",)
+MIN_SIDE, MAX_SIDE = 16, 2048
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+
+T = TypeVar("T")
+
+
+async def image_generations(request: Request) -> Response:
+    body = await decode_json(request, ImageGenerationRequest)
+    return await _run(request, body, "image_generation")
+
+
+async def image_edits(request: Request) -> Response:
+    fields, image, mask = await _edit_form(request)
+    return await _run(request, fields, "image_edit", image, mask)
+
+
+async def image_file(request: Request) -> Response:
+    name: str = request.path_params["name"]
+    store: ImageStore = request.app.state.image_store
+    png = store.get(name.removesuffix(".png")) if name.endswith(".png") else None
+    if png is None:
+        raise APIError(
+            404, f"no image {name!r}: its URL has expired or never existed", code="not_found"
+        )
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+# --- one request --------------------------------------------------------------
+
+
+async def _run(
+    request: Request,
+    body: ImageGenerationRequest | ImageEditFields,
+    kind: str,
+    image: bytes | None = None,
+    mask: bytes | None = None,
+) -> Response:
+    worker = request.app.state.registry.resolve(body.model, IMAGE_FAMILIES)
+    width, height = _size(body.size)
+    if body.stream and body.response_format == "url":
+        raise APIError(400, "streamed images are sent as b64_json", param="response_format")
+    if body.partial_images and not body.stream:
+        raise APIError(400, "'partial_images' needs 'stream': true", param="partial_images")
+    job = ImageJob(
+        id=worker.new_job_id(),
+        prompt=body.prompt,
+        width=width,
+        height=height,
+        n=body.n,
+        seed=body.seed,
+        steps=body.steps,
+        guidance=body.guidance,
+        negative_prompt=body.negative_prompt,
+        image=image,
+        mask=mask,
+        strength=getattr(body, "strength", None),
+        partial_images=body.partial_images or 0,
+    )
+    stream = worker.submit(job)
+    if body.stream:
+        return sse_response(_events(stream, kind, body.n))
+    try:
+        images, finished = await _while_connected(request, _collect(stream))
+    except _ClientGone:
+        return Response(status_code=499)  # nobody is listening (nginx's "client closed")
+    if body.response_format == "url":
+        store: ImageStore = request.app.state.image_store
+        data = [ImageData(url=_url(request, store.put(png))) for png in images]
+    else:
+        data = [ImageData(b64_json=base64.b64encode(png).decode()) for png in images]
+    reply = ImagesResponse(
+        created=now(), data=data, usage=_usage(finished), size=_png_size(images[0])
+    )
+    return Response(msgspec.json.encode(reply), media_type="application/json")
+
+
+async def _collect(stream: JobStream) -> tuple[list[bytes], Finished]:
+    """The job's PNGs in order, and its Finished (with usage)."""
+    images: dict[int, bytes] = {}
+    try:
+        while True:
+            for event in await stream.next_batch():
+                if isinstance(event, JobFailed):
+                    raise _failure(event)
+                if isinstance(event, GeneratedImage):
+                    images[event.index] = event.png
+                elif isinstance(event, Finished):
+                    return [images[i] for i in sorted(images)], event
+    finally:
+        stream.close()
+
+
+async def _events(stream: JobStream, kind: str, n: int) -> AsyncIterator[bytes]:
+    """OpenAI's image stream: previews as ``partial_image``, each image as ``completed``."""
+    created = now()
+    partials = 0
+    held: GeneratedImage | None = None  # the last image waits for the job's usage
+    try:
+        while True:
+            for event in await stream.next_batch():
+                if isinstance(event, JobFailed):
+                    raise _failure(event)
+                if isinstance(event, Progress) and event.preview_png is not None:
+                    png = event.preview_png
+                    partial = PartialImageEvent(
+                        f"{kind}.partial_image", _b64(png), created, _png_size(png), partials
+                    )
+                    partials += 1
+                    yield _sse(partial.type, partial)
+                elif isinstance(event, GeneratedImage):
+                    if event.index < n - 1:
+                        yield _completed(kind, event.png, created, None)
+                    else:
+                        held = event
+                elif isinstance(event, Finished):
+                    if held is not None:
+                        yield _completed(kind, held.png, created, _usage(event))
+                    return
+    finally:
+        stream.close()
+
+
+def _completed(kind: str, png: bytes, created: int, usage: ImageUsage | None) -> bytes:
+    event = CompletedEvent(f"{kind}.completed", _b64(png), created, _png_size(png), usage=usage)
+    return _sse(event.type, event)
+
+
+def _sse(name: str, data: msgspec.Struct) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + msgspec.json.encode(data) + b"\n\n"
+
+
+# --- request parts --------------------------------------------------------------
+
+
+def _size(size: str | None) -> tuple[int, int]:
+    """``WxH`` as (width, height); ``auto`` / absent is (0, 0): the worker decides
+    (its default size, or an edit's input image size)."""
+    if size is None or size == "auto":
+        return 0, 0
+    match = _SIZE.match(size)
+    if match is None:
+        raise APIError(400, f"'size' must be 'WIDTHxHEIGHT' or 'auto', not {size!r}", param="size")
+    width, height = int(match.group(1)), int(match.group(2))
+    for side in (width, height):
+        if side % 16 or not MIN_SIDE <= side <= MAX_SIDE:
+            raise APIError(
+                400,
+                f"size {size!r}: width and height must be multiples of 16 "
+                f"from {MIN_SIDE} to {MAX_SIDE}",
+                param="size",
+            )
+    return width, height
+
+
+async def _edit_form(request: Request) -> tuple[ImageEditFields, bytes, bytes | None]:
+    """The multipart form of an edit: its fields validated, the image and mask bytes."""
+    limit = request.app.state.config.gateway.max_body_bytes
+    # The size limit (413) is checked while reading; form() then parses the
+    # body Starlette keeps in ``_body`` (where Request.body() caches it).
+    request._body = await read_limited(request, limit)
+    form = await request.form(max_files=20, max_fields=100, max_part_size=limit)
+    try:
+        images = form.getlist("image") + form.getlist("image[]")
+        if not images:
+            raise APIError(400, "an edit needs an 'image' file", param="image")
+        if len(images) > 1:
+            raise APIError(400, "this server edits one image per request", param="image")
+        image = await _file_bytes(images[0], "image")
+        mask_part = form.get("mask")
+        mask = await _file_bytes(mask_part, "mask") if mask_part is not None else None
+        fields = _form_fields(form)
+    finally:
+        await form.close()
+    return fields, image, mask
+
+
+async def _file_bytes(part: UploadFile | str, param: str) -> bytes:
+    if not isinstance(part, UploadFile):
+        raise APIError(400, f"'{param}' must be a file upload", param=param)
+    data = await part.read()
+    if not data:
+        raise APIError(400, f"'{param}' is empty", param=param)
+    return data
+
+
+def _form_fields(form: FormData) -> ImageEditFields:
+    text = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    # Form values are strings: a lax conversion turns "2" into 2, "true" into True.
+    try:
+        return msgspec.convert(text, ImageEditFields, strict=False)
+    except msgspec.ValidationError as exc:
+        match = _PATH.search(str(exc))
+        param = match.group(1) if match else None
+        if param is None and "missing required field" in str(exc):
+            param = str(exc).rsplit("`", 2)[-2]
+        raise APIError(400, f"invalid request: {exc}", param=param) from exc
+
+
+# --- replies ------------------------------------------------------------------
+
+
+def _usage(finished: Finished) -> ImageUsage:
+    usage = finished.usage
+    return ImageUsage(
+        input_tokens=usage.prompt_tokens,
+        input_tokens_details=InputTokensDetails(text_tokens=usage.prompt_tokens, image_tokens=0),
+        output_tokens=usage.completion_tokens,
+        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+    )
+
+
+def _url(request: Request, image_id: str) -> str:
+    return str(request.url_for("image_file", name=f"{image_id}.png"))
+
+
+def _png_size(png: bytes) -> str:
+    """``WxH`` from the PNG header (IHDR is always the first chunk)."""
+    width, height = struct.unpack(">II", png[16:24])
+    return f"{width}x{height}"
+
+
+def _b64(png: bytes) -> str:
+    return base64.b64encode(png).decode()
+
+
+def _failure(event: JobFailed) -> APIError:
+    return APIError(event.status, event.message, code=event.code, param=event.param)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before the images were ready."""
+
+
+async def _while_connected(request: Request, work: Awaitable[T]) -> T:
+    """``work``, cancelled (and so its job in the worker) if the client disconnects.
+
+    The body has been read, so the next ASGI ``receive`` only returns when the
+    client goes away (``http.disconnect``).
+    """
+    task: asyncio.Future[T] = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise _ClientGone
+    return task.result()
+
+
+async def _disconnected(request: Request) -> Any:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
