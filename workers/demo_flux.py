@@ -29,12 +29,10 @@ from workers.blas import preload_openblas
 preload_openblas()
 
 # ruff: noqa: E402
-import argparse
 import contextlib
 import hashlib
 import io
 import json
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -52,6 +50,8 @@ from workers.demo_models import (
     VOCAB_SIZE,
     _tokenizer_json,
     _write_json,
+    builder_main,
+    ensure_folder,
     staged_folder,
 )
 
@@ -188,21 +188,11 @@ def create_model(out_dir: Path) -> Path:
 
 
 def ensure_demo_flux(out_root: Path) -> Path:
-    path = Path(out_root) / NAME
-    return path if is_complete(path) else create_model(Path(out_root))
+    return ensure_folder(out_root, NAME, is_complete, create_model)[0]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("models"), help="default: models")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    path = Path(args.out) / NAME
-    if is_complete(path):
-        print(f"demo model {path}: already present")
-    else:
-        create_model(args.out)
-        print(f"demo model {path}: created in {time.perf_counter() - start:.2f} s")
+    builder_main(__doc__ or NAME, NAME, is_complete, create_model)
 
 
 if __name__ == "__main__":

@@ -21,17 +21,21 @@ from workers.blas import preload_openblas
 preload_openblas()
 
 # ruff: noqa: E402
-import argparse
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from workers.demo_models import COMPLETE_MARKER, _write_json, staged_folder
+from workers.demo_models import (
+    COMPLETE_MARKER,
+    _write_json,
+    builder_main,
+    ensure_folder,
+    staged_folder,
+)
 
 NAME = "demo-kokoro-tiny"
 FORMAT_VERSION = 1
@@ -242,21 +246,11 @@ def create_model(out_dir: Path) -> Path:
 
 
 def ensure_demo_kokoro(out_root: Path) -> Path:
-    path = Path(out_root) / NAME
-    return path if is_complete(path) else create_model(Path(out_root))
+    return ensure_folder(out_root, NAME, is_complete, create_model)[0]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("models"), help="default: models")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    path = Path(args.out) / NAME
-    if is_complete(path):
-        print(f"demo model {path}: already present")
-    else:
-        create_model(args.out)
-        print(f"demo model {path}: created in {time.perf_counter() - start:.2f} s")
+    builder_main(__doc__ or NAME, NAME, is_complete, create_model)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -322,6 +322,33 @@ def create_model(out_dir: Path, name: str) -> Path:
             encoding="utf-8",
         )
     return final
+
+
+def ensure_folder(
+    out_root: Path, name: str, complete: Callable[[Path], bool], create: Callable[[Path], Path]
+) -> tuple[Path, bool]:
+    """(path, created) of a one-folder demo model: ``create(out_root)`` unless
+    ``complete(out_root / name)`` says an up-to-date copy is there."""
+    path = Path(out_root) / name
+    if complete(path):
+        return path, False
+    return create(Path(out_root)), True
+
+
+def builder_main(
+    doc: str, name: str, complete: Callable[[Path], bool], create: Callable[[Path], Path]
+) -> None:
+    """The command line of a one-folder demo builder (``python -m workers.demo_X
+    --out models``): idempotent, it says whether it built the folder."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("models"), help="default: models")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    path, created = ensure_folder(args.out, name, complete, create)
+    if created:
+        print(f"demo model {path}: created in {time.perf_counter() - start:.2f} s")
+    else:
+        print(f"demo model {path}: already present")
 
 
 def _remove_stale(model_dir: Path) -> None:
