@@ -15,13 +15,10 @@ away cancels the job in the worker.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import re
 import struct
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
 
 import msgspec
 from starlette.datastructures import FormData, UploadFile
@@ -42,7 +39,7 @@ from gateway.image_schemas import (
     PartialImageEvent,
 )
 from gateway.image_store import ImageStore
-from gateway.streaming import sse_response
+from gateway.streaming import ClientGone, sse_response, while_connected
 from gateway.worker_client import JobStream
 from protocol.config import Family
 from protocol.messages import Finished, GeneratedImage, ImageJob, JobFailed, Progress
@@ -51,8 +48,6 @@ IMAGE_FAMILIES: tuple[Family, ...] = ("flux",)
 MIN_SIDE, MAX_SIDE = 16, 2048
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
-
-T = TypeVar("T")
 
 
 async def image_generations(request: Request) -> Response:
@@ -111,8 +106,8 @@ async def _run(
     if body.stream:
         return sse_response(_events(stream, kind, body.n))
     try:
-        images, finished = await _while_connected(request, _collect(stream))
-    except _ClientGone:
+        images, finished = await while_connected(request, _collect(stream))
+    except ClientGone:
         return Response(status_code=499)  # nobody is listening (nginx's "client closed")
     if body.response_format == "url":
         store: ImageStore = request.app.state.image_store
@@ -276,33 +271,3 @@ def _b64(png: bytes) -> str:
 
 def _failure(event: JobFailed) -> APIError:
     return APIError(event.status, event.message, code=event.code, param=event.param)
-
-
-class _ClientGone(Exception):
-    """The client disconnected before the images were ready."""
-
-
-async def _while_connected(request: Request, work: Awaitable[T]) -> T:
-    """``work``, cancelled (and so its job in the worker) if the client disconnects.
-
-    The body has been read, so the next ASGI ``receive`` only returns when the
-    client goes away (``http.disconnect``).
-    """
-    task: asyncio.Future[T] = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        raise _ClientGone
-    return task.result()
-
-
-async def _disconnected(request: Request) -> Any:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass

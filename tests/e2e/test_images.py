@@ -52,9 +52,8 @@ def stack(
             },
             {"name": LLM, "family": "llm", "path": str(demo_models[LLM])},
         ],
+        gateway={"image_url_ttl": URL_TTL, "image_store_capacity": 4},
     )
-    settings = f"image_url_ttl = {URL_TTL}\nimage_store_capacity = 4\n"
-    config.write_text(config.read_text().replace("[gateway]\n", "[gateway]\n" + settings, 1))
     stack = Stack(config, port, tmp / "honcho.log")
     try:
         stack.wait_until(
