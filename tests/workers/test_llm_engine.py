@@ -235,3 +235,18 @@ def test_count_only_answers_the_prompt_tokens_without_generating(engine: LLMEngi
     expected = len(engine.prompt_tokens(ChatJob("x", messages, SamplingParams())))
     assert finished.usage.prompt_tokens == expected and finished.usage.completion_tokens == 0
     assert not [d for s in steps for d in s.deltas]
+
+
+def test_a_few_shared_tokens_are_not_worth_copying_a_long_cached_sequence(
+    engine: LLMEngine,
+) -> None:
+    """prompt_cache_min_tokens (32): a prompt sharing only its first tokens with
+    a long cached sequence prefills from scratch instead of copying that cache."""
+    params = SamplingParams(max_tokens=2, temperature=0)
+    engine.submit(CompletionJob("long", list(range(300, 400)), params))
+    run_to_end(engine)
+    engine.submit(CompletionJob("few", [*range(300, 310), *range(500, 560)], params))
+    engine.submit(CompletionJob("many", [*range(300, 350), *range(500, 520)], params))
+    steps = run_to_end(engine)
+    assert finished_of(steps, "few").usage.cached_tokens == 0
+    assert finished_of(steps, "many").usage.cached_tokens == 50

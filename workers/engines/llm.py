@@ -24,7 +24,6 @@ import msgspec
 import structlog
 from mlx_lm.generate import BatchGenerator, TextStateMachine, generate_step
 from mlx_lm.models.cache import (
-    LRUPromptCache,
     can_trim_prompt_cache,
     make_prompt_cache,
     trim_prompt_cache,
@@ -52,6 +51,7 @@ from workers.engines.grammar import (
     compile_json_schema,
     grammar_tokenizer,
 )
+from workers.engines.prefix_cache import PrefixCache
 from workers.engines.sampling import (
     LogitsProcessor,
     Sampler,
@@ -84,6 +84,8 @@ class LLMOptions(msgspec.Struct, forbid_unknown_fields=True):
     # that start the same way (a conversation's next turn), within this budget.
     prompt_cache_bytes: int = 1 << 30
     prompt_cache_entries: int = 64
+    # A shorter cached prefix is not worth copying its KV cache (see prefix_cache.py).
+    prompt_cache_min_tokens: int = 32
     # BLAS threads of the model process (read by its supervisor).
     blas_threads: int = 1
     # Reasoning text apart from the answer (chat): "auto" uses the markers
@@ -156,8 +158,10 @@ class LLMEngine:
             self._tool_format: ToolFormat | None = ToolFormat.named(self.options.tool_parser)
         else:
             self._tool_format = ToolFormat.of_tokenizer(tokenizer)
-        self._prefix_cache = LRUPromptCache(
-            max_size=self.options.prompt_cache_entries, max_bytes=self.options.prompt_cache_bytes
+        self._prefix_cache = PrefixCache(
+            max_size=self.options.prompt_cache_entries,
+            max_bytes=self.options.prompt_cache_bytes,
+            min_tokens=self.options.prompt_cache_min_tokens,
         )
         self._token_bytes = token_bytes_reader(tokenizer)
         # llguidance's tokenizer for response_format (~1 s for a big vocabulary).
