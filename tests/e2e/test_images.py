@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import openai
 import pytest
 from PIL import Image
 
 from tests.conftest import png_bytes
 from tests.e2e.harness import Stack, free_port, write_config
+from tests.workers.test_flux_engine import mask_png
 
 FLUX, LLM = "demo-flux2-klein-tiny", "demo-llama-tiny"
 URL_TTL = 4.0
@@ -142,7 +144,17 @@ def test_edit_keeps_the_input_size(client: openai.OpenAI) -> None:
     )
     assert reply.data is not None and len(reply.data) == 1
     assert decoded(reply.data[0].b64_json).size == (80, 48)
-    with pytest.raises(openai.BadRequestError) as caught:
+    masked = client.images.edit(
+        model=FLUX,
+        image=("photo.png", png_bytes(80, 48), "image/png"),
+        mask=("mask.png", mask_png(80, 48, 40), "image/png"),
+        prompt="x",
+        extra_body=ONE_STEP,
+    )
+    assert masked.data is not None
+    kept = np.asarray(decoded(masked.data[0].b64_json).convert("RGB"))[:, :40]
+    assert np.array_equal(kept, np.asarray(Image.open(io.BytesIO(png_bytes(80, 48))))[:, :40])
+    with pytest.raises(openai.BadRequestError) as caught:  # a mask needs transparency
         client.images.edit(
             model=FLUX,
             image=("photo.png", png_bytes(), "image/png"),

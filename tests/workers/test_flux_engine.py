@@ -80,6 +80,25 @@ def test_edit_and_img2img_take_the_input_image(engine: FluxEngine) -> None:
     assert len(outputs(steps, GeneratedImage)) == 1
 
 
+def mask_png(width: int, height: int, edit_from_x: int = 0) -> bytes:
+    """An RGBA mask: opaque (keep) left of ``edit_from_x``, transparent (edit) from there."""
+    alpha = np.zeros((height, width), dtype=np.uint8)
+    alpha[:, :edit_from_x] = 255
+    rgba = np.dstack([np.zeros((height, width, 3), dtype=np.uint8), alpha])
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_mask_keeps_the_input_where_it_is_opaque(engine: FluxEngine) -> None:
+    source = png_bytes(48, 32, seed=3)
+    job = ImageJob("m", "x", 0, 0, image=source, mask=mask_png(48, 32, 24), steps=1, seed=2)
+    (edited,) = outputs(run(engine, job), GeneratedImage)
+    out, original = pixels(edited.png), pixels(source)
+    assert np.array_equal(out[:, :24], original[:, :24])  # kept
+    assert not np.array_equal(out[:, 24:], original[:, 24:])  # edited
+
+
 def test_partial_images_are_previews_before_the_last_step(engine: FluxEngine) -> None:
     job = ImageJob("p", "x", 32, 32, steps=3, partial_images=1, guidance=2.0, negative_prompt="y")
     progress = outputs(run(engine, job), Progress)
@@ -106,7 +125,9 @@ def test_cancel_between_steps_frees_the_engine(engine: FluxEngine) -> None:
         ({"steps": 51}, "steps"),
         ({"negative_prompt": "blur"}, "negative_prompt"),
         ({"image": b"not an image"}, "image"),
-        ({"image": png_bytes(), "mask": png_bytes()}, "mask"),
+        ({"image": png_bytes(), "mask": png_bytes()}, "mask"),  # no alpha channel
+        ({"image": png_bytes(), "mask": mask_png(32, 32)}, "mask"),  # not the image's size
+        ({"mask": mask_png(32, 32)}, "mask"),  # no image
         ({"strength": 0.5}, "strength"),
     ],
 )

@@ -110,6 +110,9 @@ class _Job:
     height: int
     seed: int
     input_image: Any = None  # PIL image for edits / img2img
+    # An edit's mask, as OpenAI defines it: the alpha channel (PIL "L"), 255
+    # where the input image is kept, 0 where it is edited.
+    keep: Any = None
     # Set by the first step: prompt embeddings (and an edit's reference tokens).
     encoded: tuple[Any, ...] | None = None
     reference: tuple[Any, Any] | None = None
@@ -179,17 +182,16 @@ class FluxEngine:
                 "give 'guidance' > 1 with it",
                 param="negative_prompt",
             )
-        if job.mask is not None:
-            raise JobError(
-                "masks are not supported by FLUX.2-klein: it edits the whole image "
-                "from the prompt (send the image without a mask)",
-                param="mask",
-            )
         mode: Mode = "generate"
-        input_image = None
+        input_image = keep = None
         width, height = job.width, job.height
+        if job.mask is not None and job.image is None:
+            raise JobError("'mask' needs an input image", param="mask")
         if job.image is not None:
-            input_image = _bounded(_decode_image(job.image), options.max_pixels)
+            source = _decode_image(job.image)
+            if job.mask is not None:
+                keep = _mask_alpha(job.mask, source.size)
+            input_image = _bounded(source, options.max_pixels)
             mode = "img2img" if job.strength is not None else "edit"
             if not width or not height:
                 width, height = _fit(input_image.width, input_image.height, options.max_pixels)
@@ -208,9 +210,7 @@ class FluxEngine:
                 param="size",
             )
         seed = job.seed if job.seed is not None else secrets.randbits(32)
-        self._queue.append(
-            _Job(job, mode, steps, guidance, width, height, seed, input_image=input_image)
-        )
+        self._queue.append(_Job(job, mode, steps, guidance, width, height, seed, input_image, keep))
 
     def cancel(self, job_id: str) -> bool:
         if self._running is not None and self._running.job.id == job_id:
@@ -359,7 +359,10 @@ class FluxEngine:
 
     def _decode(self, job: _Job, image: _Image) -> Output:
         started = time.perf_counter()
-        png = _png(self._pixels(image))
+        pixels = self._pixels(image)
+        if job.keep is not None:
+            pixels = _paste_back(job.input_image, pixels, job.keep)
+        png = _png(pixels)
         log.info(
             "image decoded",
             job=job.job.id,
@@ -456,6 +459,39 @@ def _decode_image(data: bytes) -> Any:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise JobError(f"the image could not be decoded: {exc}", param="image") from exc
     return image
+
+
+def _mask_alpha(data: bytes, size: tuple[int, int]) -> Any:
+    """An edit's mask: a PNG the size of the image whose transparent pixels
+    mark where to edit (OpenAI's definition); its alpha channel."""
+    try:
+        mask = _decode_image(data)
+    except JobError as exc:
+        raise JobError(str(exc).replace("the image", "the mask"), param="mask") from None
+    if mask.size != size:
+        raise JobError(
+            f"the mask is {mask.width}x{mask.height} but the image is {size[0]}x{size[1]}",
+            param="mask",
+        )
+    if "A" not in mask.getbands() and "transparency" not in mask.info:
+        raise JobError(
+            "the mask has no alpha channel: its transparent pixels mark where to edit",
+            param="mask",
+        )
+    return mask.convert("RGBA").getchannel("A")
+
+
+def _paste_back(source: Any, edited: Any, keep: Any) -> Any:
+    """The edit where the mask is transparent, the input image where it is
+    opaque (blended in between). FLUX.2-klein edits the whole picture from
+    the prompt; mflux has no inpainting for it, so the mask is honoured by
+    compositing, at the edited image's size."""
+    from PIL import Image
+
+    size = edited.size
+    source = source.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    keep = keep.resize(size, Image.Resampling.BILINEAR)
+    return Image.composite(source, edited.convert("RGB"), keep)
 
 
 def _bounded(image: Any, max_pixels: int) -> Any:
