@@ -174,3 +174,29 @@ def test_espeak_words_are_paired_with_their_phonemes() -> None:
     assert spoken.words is not None
     assert [w for w, _ in spoken.words] == ["I", "have", "42", "apples"]
     assert len(spoken.words[2][1].split()) == 2  # forty two
+
+
+def test_voice_aliases_let_openai_voice_names_through(demo_kokoro: Path) -> None:
+    aliased = KokoroEngine(config(demo_kokoro, voice_aliases={"alloy": "af_demo"}))
+    aliased.load()
+    assert aliased.aliases == {"alloy": "af_demo"}
+    # The same voice: the same durations (the vocoder's noise source differs run to run).
+    by_alias, _ = run(aliased, SpeechJob("a", "Hi there.", "alloy", timings=True))
+    by_name, _ = run(aliased, SpeechJob("b", "Hi there.", "af_demo", timings=True))
+    assert [c.phonemes for c in by_alias] == [c.phonemes for c in by_name]
+    assert [len(c.pcm) for c in by_alias] == [len(c.pcm) for c in by_name]
+    mixed, end = run(aliased, SpeechJob("m", "Hi.", "alloy(2)+af_tiny(1)"))
+    assert isinstance(end, Finished) and mixed
+    broken = KokoroEngine(config(demo_kokoro, voice_aliases={"alloy": "af_nobody"}))
+    with pytest.raises(ValueError, match="af_nobody"):
+        broken.load()
+
+
+def test_openai_voice_names_default_to_kokoro_82ms_voices_the_model_has(
+    engine: KokoroEngine,
+) -> None:
+    # The demo model's voices are none of Kokoro-82M's, so no default alias applies.
+    assert engine.aliases == {}
+    with pytest.raises(JobError) as caught:
+        engine.submit(SpeechJob("x", "Hi.", "alloy"))
+    assert caught.value.param == "voice"

@@ -87,8 +87,28 @@ class KokoroOptions(msgspec.Struct, forbid_unknown_fields=True):
     language: str | None = None
     # OpenAI's limit on `input`.
     max_input_chars: int = 4096
+    # Other names for voices, so OpenAI code ("voice": "alloy") runs unchanged.
+    # None: OpenAI's voice names for the Kokoro-82M voices that have them (or
+    # resemble them), kept only where the model has that voice.
+    voice_aliases: dict[str, str] | None = None
     # BLAS threads of the model process (read by its supervisor).
     blas_threads: int = 1
+
+
+# OpenAI's voices and the Kokoro-82M voice each default alias names.
+OPENAI_VOICES = {
+    "alloy": "af_alloy",
+    "ash": "am_adam",
+    "ballad": "bm_george",
+    "coral": "af_heart",
+    "echo": "am_echo",
+    "fable": "bm_fable",
+    "nova": "af_nova",
+    "onyx": "am_onyx",
+    "sage": "af_sarah",
+    "shimmer": "af_sky",
+    "verse": "am_michael",
+}
 
 
 @dataclass
@@ -147,6 +167,16 @@ class KokoroEngine:
         self.voice_names = self.voices.list_voices()
         if not self.voice_names:
             raise FileNotFoundError(f"no voices in {path}/voices (expected <name>.safetensors)")
+        self.aliases = self._aliases()
+
+    def _aliases(self) -> dict[str, str]:
+        configured = self.options.voice_aliases
+        if configured is None:
+            return {k: v for k, v in OPENAI_VOICES.items() if v in self.voice_names}
+        missing = sorted(v for v in configured.values() if v not in self.voice_names)
+        if missing:
+            raise ValueError(f"voice_aliases name voices this model does not have: {missing}")
+        return dict(configured)
 
     def reset(self) -> None:
         self._state = _State()
@@ -173,7 +203,8 @@ class KokoroEngine:
             )
         if not MIN_SPEED <= job.speed <= MAX_SPEED:
             raise JobError(f"'speed' must be between {MIN_SPEED} and {MAX_SPEED}", param="speed")
-        names = parse_voice(job.voice, self.voice_names)
+        known = [*self.voice_names, *self.aliases]
+        names = [(self.aliases.get(n, n), w) for n, w in parse_voice(job.voice, known)]
         from kokoro_mlx.phonemize import language_from_voice
 
         g2p = self._g2p_for(self.options.language or language_from_voice(names[0][0]))
