@@ -105,7 +105,7 @@ def test_cors_preflight_is_answered(stack: Stack) -> None:
     assert r.headers["access-control-allow-origin"] in ("*", "http://localhost:3000")
 
 
-def test_full_queue_is_429_with_retry_after(client: openai.OpenAI) -> None:
+def test_full_queue_is_429_with_retry_after(client: openai.OpenAI, stack: Stack) -> None:
     streams = [
         client.chat.completions.create(
             model=QWEN,
@@ -127,6 +127,11 @@ def test_full_queue_is_429_with_retry_after(client: openai.OpenAI) -> None:
     finally:
         for stream in streams:
             stream.close()
+        # The gateway frees a slot when it sees the disconnect, a moment later:
+        # the next test must not find the queue still full.
+        stack.wait_until(
+            lambda h: h["models"][QWEN]["in_flight"] == 0, 10, "the closed streams to leave"
+        )
 
 
 def test_prompt_over_the_context_is_400_with_the_token_counts(client: openai.OpenAI) -> None:
