@@ -8,15 +8,14 @@ environment and preloads OpenBLAS exactly as the supervisor launches workers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 import msgspec
@@ -30,7 +29,7 @@ OPENBLAS = preload_openblas()
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests/ is not an installed package
-from tests.e2e.harness import Stack, free_port, write_config  # noqa: E402
+from tests.e2e.harness import Stack, running_stack  # noqa: E402, F401 (re-exported)
 
 CHAT_PATH = "/v1/chat/completions"
 # The short chat of the throughput benchmarks.
@@ -77,23 +76,6 @@ def model_folder(name: str) -> Path:
     if not path.is_dir():
         raise SystemExit(f"no model folder {path}")
     return path
-
-
-@contextlib.contextmanager
-def running_stack(
-    entries: list[dict[str, Any]], workdir: Path, timeout: float = 120
-) -> Iterator[Stack]:
-    """A real stack (honcho, gateway, one supervised worker per entry), every model
-    ready; always torn down, also on errors and Ctrl-C."""
-    config, port = workdir / "gateway.toml", free_port()
-    write_config(config, port, entries)
-    stack = Stack(config, port, workdir / "honcho.log")
-    try:
-        for entry in entries:
-            stack.wait_state(entry["name"], "ready", timeout=timeout)
-        yield stack
-    finally:
-        stack.stop()
 
 
 # --- streaming client ---------------------------------------------------------

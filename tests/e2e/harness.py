@@ -3,12 +3,14 @@ starts them: honcho on the Procfile generated from a config."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,26 @@ class Stack:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+@contextlib.contextmanager
+def running_stack(
+    entries: list[dict[str, Any]],
+    workdir: Path,
+    *,
+    gateway: dict[str, Any] | None = None,
+    ready: list[str] | None = None,
+    timeout: float = 120,
+) -> Iterator[Stack]:
+    """A real stack (honcho, gateway, one supervised worker per ``[[models]]``
+    entry) with its config in ``workdir``; the models in ``ready`` (default:
+    all) ready before it is yielded; always torn down, also on errors and Ctrl-C."""
+    config, port = workdir / "gateway.toml", free_port()
+    write_config(config, port, entries, gateway)
+    stack = Stack(config, port, workdir / "honcho.log")
+    try:
+        for name in ready if ready is not None else [e["name"] for e in entries]:
+            stack.wait_state(name, "ready", timeout=timeout)
+        yield stack
+    finally:
+        stack.stop()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from examples.avatar_debate import main as debate_main
-from tests.e2e.harness import Stack, free_port, write_config
+from tests.e2e.harness import Stack, free_port, running_stack
 from tests.e2e.test_js_clients import node_script
 
 LLAMA, QWEN, TTS = "demo-llama-tiny", "demo-qwen2-tiny", "demo-kokoro-tiny"
@@ -48,8 +48,6 @@ def stack(
     page_origin: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("debate")
-    config, port = tmp / "gateway.toml", free_port()
     models: list[dict[str, Any]] = [
         {"name": LLAMA, "family": "llm", "path": str(demo_models[LLAMA]), "demo": True},
         {"name": QWEN, "family": "llm", "path": str(demo_models[QWEN]), "demo": True},
@@ -57,14 +55,9 @@ def stack(
          "options": {"g2p": "espeak"}},
     ]  # fmt: skip
     # Only the page's origin may call from a browser (not "*").
-    write_config(config, port, models, gateway={"cors_origins": [page_origin]})
-    stack = Stack(config, port, tmp / "honcho.log")
-    try:
-        for model in (LLAMA, QWEN, TTS):
-            stack.wait_state(model, "ready", timeout=90)
+    settings = {"cors_origins": [page_origin]}
+    with running_stack(models, tmp_path_factory.mktemp("debate"), gateway=settings) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_the_python_example_debates_and_speaks_each_turn_with_visemes(

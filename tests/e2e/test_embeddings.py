@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import openai
 import pytest
 
-from tests.e2e.harness import Stack, free_port, write_config
+from tests.e2e.harness import Stack, running_stack
 from tests.workers.embeddings_helpers import MINILM
 from tests.workers.test_embeddings_reference import RECORDED
 
@@ -29,28 +30,18 @@ def embedding_stack(
     demo_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("embeddings-stack")
-    config, port = tmp / "gateway.toml", free_port()
-    write_config(
-        config,
-        port,
-        [
-            {"name": EMBEDDER, "family": "embeddings", "path": MINILM},
-            {
-                "name": LLM_EMBEDDER,
-                "family": "embeddings",
-                "path": str(demo_models["demo-llama-tiny"]),
-                "options": {"matryoshka_dimensions": [32, 64]},
-            },
-            {"name": CHAT, "family": "llm", "path": str(tmp / "no-such-model")},
-        ],
-    )
-    stack = Stack(config, port, tmp / "honcho.log")
-    try:
-        for name in (EMBEDDER, LLM_EMBEDDER):
-            stack.wait_state(name, "ready", timeout=90)
+    models: list[dict[str, Any]] = [
+        {"name": EMBEDDER, "family": "embeddings", "path": MINILM},
+        {
+            "name": LLM_EMBEDDER,
+            "family": "embeddings",
+            "path": str(demo_models["demo-llama-tiny"]),
+            "options": {"matryoshka_dimensions": [32, 64]},
+        },
+        {"name": CHAT, "family": "llm", "path": str(tmp / "no-such-model")},  # never loads
+    ]
+    with running_stack(models, tmp, ready=[EMBEDDER, LLM_EMBEDDER]) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

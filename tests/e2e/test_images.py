@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import png_bytes
-from tests.e2e.harness import Stack, free_port, write_config
+from tests.e2e.harness import Stack, running_stack
 from tests.workers.test_flux_engine import mask_png
 
 FLUX, LLM = "demo-flux2-klein-tiny", "demo-llama-tiny"
@@ -37,35 +37,20 @@ def stack(
     demo_flux: Path, demo_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """Its own stack, so the session's shared one does not wait for mflux."""
-    tmp = tmp_path_factory.mktemp("images")
-    config = tmp / "gateway.toml"
-    port = free_port()
-    write_config(
-        config,
-        port,
-        [
-            {
-                "name": FLUX,
-                "family": "flux",
-                "path": str(demo_flux),
-                "demo": True,
-                "max_pending": 2,
-                "options": {"default_size": 64, "default_steps": 1},
-            },
-            {"name": LLM, "family": "llm", "path": str(demo_models[LLM])},
-        ],
-        gateway={"image_url_ttl": URL_TTL, "image_store_capacity": 4},
-    )
-    stack = Stack(config, port, tmp / "honcho.log")
-    try:
-        stack.wait_until(
-            lambda h: all(m["state"] == "ready" for m in h["models"].values()),
-            timeout=120,
-            what="workers to start",
-        )
+    models: list[dict[str, Any]] = [
+        {
+            "name": FLUX,
+            "family": "flux",
+            "path": str(demo_flux),
+            "demo": True,
+            "max_pending": 2,
+            "options": {"default_size": 64, "default_steps": 1},
+        },
+        {"name": LLM, "family": "llm", "path": str(demo_models[LLM])},
+    ]
+    settings = {"image_url_ttl": URL_TTL, "image_store_capacity": 4}
+    with running_stack(models, tmp_path_factory.mktemp("images"), gateway=settings) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import openai
 import pytest
 import soundfile
 
-from tests.e2e.harness import Stack, free_port, write_config
+from tests.e2e.harness import Stack, running_stack
 from workers.engines.kokoro_synth import FRAME_SAMPLES, SAMPLE_RATE
 
 TTS = "demo-kokoro-tiny"
@@ -29,21 +29,14 @@ VOICE = "af_demo"
 @pytest.fixture(scope="module")
 def stack(demo_kokoro: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("speech")
-    config = tmp / "gateway.toml"
-    port = free_port()
     models: list[dict[str, Any]] = [
         {"name": TTS, "family": "kokoro", "path": str(demo_kokoro), "demo": True,
          "options": {"g2p": "espeak"}},
         # Never loads (no weights): only its family matters here.
         {"name": NOT_TTS, "family": "llm", "path": str(tmp / "none")},
     ]  # fmt: skip
-    write_config(config, port, models)
-    stack = Stack(config, port, tmp / "honcho.log")
-    try:
-        stack.wait_state(TTS, "ready", timeout=90)
+    with running_stack(models, tmp, ready=[TTS]) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.e2e.harness import Stack, free_port, write_config
+from tests.e2e.harness import Stack, running_stack
 
 WHISPER, LLM = "demo-whisper-tiny", "demo-llama-tiny"
 MAX_UPLOAD = 200_000  # bytes; "hello world" is ~45 KB as WAV
@@ -31,38 +32,20 @@ def stack(
 ) -> Iterator[Stack]:
     """The demo Whisper (each window bounded: 8 tokens, no temperature
     fallback) and an LLM, for the wrong-family check."""
+    models: list[dict[str, Any]] = [
+        {
+            "name": WHISPER,
+            "family": "whisper",
+            "path": str(demo_whisper),
+            "aliases": ["whisper-1"],
+            "demo": True,
+            "options": {"sample_len": 8, "temperature_fallback": False},
+        },
+        {"name": LLM, "family": "llm", "path": str(demo_models[LLM]), "demo": True},
+    ]
     tmp = tmp_path_factory.mktemp("whisper-stack")
-    config = tmp / "gateway.toml"
-    port = free_port()
-    write_config(
-        config,
-        port,
-        [
-            {
-                "name": WHISPER,
-                "family": "whisper",
-                "path": str(demo_whisper),
-                "aliases": ["whisper-1"],
-                "demo": True,
-                "options": {"sample_len": 8, "temperature_fallback": False},
-            },
-            {"name": LLM, "family": "llm", "path": str(demo_models[LLM]), "demo": True},
-        ],
-    )
-    text = config.read_text().replace(
-        "[gateway]\n", f"[gateway]\nmax_upload_bytes = {MAX_UPLOAD}\n", 1
-    )
-    config.write_text(text)
-    stack = Stack(config, port, tmp / "honcho.log")
-    try:
-        stack.wait_until(
-            lambda h: all(h["models"][m]["state"] == "ready" for m in (WHISPER, LLM)),
-            timeout=90,
-            what="workers to start",
-        )
+    with running_stack(models, tmp, gateway={"max_upload_bytes": MAX_UPLOAD}) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
