@@ -29,7 +29,7 @@ OPENBLAS = preload_openblas()
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests/ is not an installed package
-from tests.e2e.harness import Stack, running_stack  # noqa: E402, F401 (re-exported)
+from tests.e2e.harness import Stack, free_port, running_stack  # noqa: E402, F401 (re-exported)
 
 CHAT_PATH = "/v1/chat/completions"
 # The short chat of the throughput benchmarks.

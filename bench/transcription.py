@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import ROOT, Stack, free_port, write_config  # noqa: I001 (preloads OpenBLAS)
+from common import ROOT, running_stack  # noqa: I001 (preloads OpenBLAS)
 
 TEXT = (ROOT / "workers" / "demo_corpus.txt").read_text()[:2000]
 OPTIONS = {"sample_len": 8, "temperature_fallback": False, "language": "en"}
@@ -66,12 +66,8 @@ def through_gateway(
 ) -> tuple[list[float], float]:
     import openai
 
-    config, port = folder / "gateway.toml", free_port()
     entry = {"name": "whisper", "family": "whisper", "path": str(model), "options": OPTIONS}
-    write_config(config, port, [entry])
-    stack = Stack(config, port, folder / "honcho.log")
-    try:
-        stack.wait_state("whisper", "ready", timeout=120)
+    with running_stack([entry], folder) as stack:
         gaps: list[float] = []
         done = threading.Event()
 
@@ -96,8 +92,6 @@ def through_gateway(
         done.set()
         watcher.join()
         return times, max(gaps[1:], default=0.0)
-    finally:
-        stack.stop()
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 # common loads OpenBLAS with one thread before anything imports mlx.core.
-from common import ROOT, Stack, exit_on_sigterm, free_port, write_config  # noqa: E402
+from common import ROOT, exit_on_sigterm, running_stack  # noqa: E402
 
 TEXT = "Hi there. This is one. Then two. Now three. The end."
 VOICE = "af_demo"
@@ -89,23 +89,16 @@ def main() -> None:
         ensure_demo_kokoro(args.model_path.parent)
 
     results: dict[str, list[float]] = {k: [] for k in ("ttfb", "total", "whole", "inproc")}
-    with tempfile.TemporaryDirectory() as tmp:
-        config, port = Path(tmp) / "gateway.toml", free_port()
-        model = {"name": "tts", "family": "kokoro", "path": str(args.model_path),
-                 "options": {"g2p": "espeak"}}  # fmt: skip
-        write_config(config, port, [model])
-        stack = Stack(config, port, Path(tmp) / "honcho.log")
-        try:
-            stack.wait_state("tts", "ready", timeout=120)
-            through_gateway(stack.base_url, args.format, True)  # warm-up
-            for _ in range(args.repeats):
-                ttfb, total, _ = through_gateway(stack.base_url, args.format, True)
-                _, whole, _ = through_gateway(stack.base_url, args.format, False)
-                results["ttfb"].append(ttfb)
-                results["total"].append(total)
-                results["whole"].append(whole)
-        finally:
-            stack.stop()
+    model = {"name": "tts", "family": "kokoro", "path": str(args.model_path),
+             "options": {"g2p": "espeak"}}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp, running_stack([model], Path(tmp)) as stack:
+        through_gateway(stack.base_url, args.format, True)  # warm-up
+        for _ in range(args.repeats):
+            ttfb, total, _ = through_gateway(stack.base_url, args.format, True)
+            _, whole, _ = through_gateway(stack.base_url, args.format, False)
+            results["ttfb"].append(ttfb)
+            results["total"].append(total)
+            results["whole"].append(whole)
     in_process(args.model_path)  # warm-up
     results["inproc"] = [in_process(args.model_path) for _ in range(args.repeats)]
 
