@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -265,6 +265,45 @@ def stream_decode_tps(result: StreamResult) -> float | None:
     if first is None or last is None or last <= first or result.completion_tokens < 2:
         return None
     return (result.completion_tokens - 1) / (last - first)
+
+
+@dataclass
+class Run:
+    """One measured run of N concurrent streams (through a server), or of an
+    in-process mlx-lm baseline (then only tokens, wall time and the timings it can see)."""
+
+    tokens: int
+    wall_s: float
+    ttft_s: list[float] = field(default_factory=list)  # to the first non-empty text
+    connect_s: list[float] = field(default_factory=list)  # until each TCP connection was up
+    first_token_s: float | None = None  # in-process stream_generate only; a server hides it
+    decode_tps: float | None = None  # 1 stream: first token to last, TTFT excluded
+    errors: list[str] = field(default_factory=list)
+    short: int = 0  # streams that ended before max_tokens (an EOS)
+    prompt_tokens: list[int] = field(default_factory=list)  # distinct usage.prompt_tokens
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tps(self) -> float:
+        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+async def run_streams(client: Client, body: bytes, streams: int, max_tokens: int) -> Run:
+    """``streams`` concurrent copies of one streaming request, measured together."""
+    started = time.perf_counter()
+    results = await asyncio.gather(*(client.stream(body) for _ in range(streams)))
+    wall = time.perf_counter() - started
+    ok = [r for r in results if r.error is None]
+    return Run(
+        tokens=sum(r.completion_tokens for r in ok),
+        wall_s=wall,
+        ttft_s=[r.ttft_s for r in ok if r.ttft_s is not None],
+        connect_s=[r.connect_s for r in results if r.connect_s is not None],
+        decode_tps=stream_decode_tps(ok[0]) if streams == 1 and ok else None,
+        errors=[r.error for r in results if r.error is not None],
+        short=sum(r.completion_tokens < max_tokens for r in ok),
+        prompt_tokens=sorted({r.prompt_tokens for r in ok}),
+    )
 
 
 def chat_body(model: str, messages: list[dict[str, str]], max_tokens: int) -> bytes:

@@ -45,12 +45,13 @@ from common import (
     CpuMeter,
     HttpxClient,
     RawClient,
+    Run,
     Stack,
     chat_body,
     new_event_loop,
     percentile,
+    run_streams,
     running_stack,
-    stream_decode_tps,
 )
 from mlx_lm.generate import batch_generate, stream_generate
 from mlx_lm.utils import load as load_model
@@ -62,25 +63,6 @@ TARGET_BATCH = 0.90
 
 
 # --- results ----------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """One measured run of N streams, in-process or through the gateway."""
-
-    tokens: int
-    wall_s: float
-    ttft_s: list[float] = field(default_factory=list)  # to the first non-empty text
-    first_token_s: float | None = None  # stream_generate only; the gateway cannot see it
-    decode_tps: float | None = None  # 1 stream: first token to last, TTFT excluded
-    errors: list[str] = field(default_factory=list)
-    short: int = 0  # streams that ended before max_tokens (an EOS)
-    prompt_tokens: list[int] = field(default_factory=list)  # distinct usage.prompt_tokens
-    cpu_s: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def tps(self) -> float:
-        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
 
 
 @dataclass
@@ -237,22 +219,6 @@ def request_body(model: str, max_tokens: int) -> bytes:
     return chat_body(model, MESSAGES, max_tokens)
 
 
-async def run_gateway(client: Client, body: bytes, streams: int, max_tokens: int) -> Run:
-    started = time.perf_counter()
-    results = await asyncio.gather(*(client.stream(body) for _ in range(streams)))
-    wall = time.perf_counter() - started
-    ok = [r for r in results if r.error is None]
-    return Run(
-        tokens=sum(r.completion_tokens for r in ok),
-        wall_s=wall,
-        ttft_s=[r.ttft_s for r in ok if r.ttft_s is not None],
-        decode_tps=stream_decode_tps(ok[0]) if streams == 1 and ok else None,
-        errors=[r.error for r in results if r.error is not None],
-        short=sum(r.completion_tokens < max_tokens for r in ok),
-        prompt_tokens=sorted({r.prompt_tokens for r in ok}),
-    )
-
-
 # --- the stack --------------------------------------------------------------
 
 
@@ -402,7 +368,7 @@ def run_benchmark(args: argparse.Namespace, streams: list[int]) -> tuple[list[Ro
             measure(
                 rows,
                 lambda n: run_in_process(model, tokenizer, prompt, n, args.max_tokens),
-                lambda n: runner.run(run_gateway(client, body, n, args.max_tokens)),
+                lambda n: runner.run(run_streams(client, body, n, args.max_tokens)),
                 CpuMeter(stack.process.pid),
                 args.repeats,
             )

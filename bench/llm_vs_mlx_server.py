@@ -49,6 +49,7 @@ from common import (
     OPENBLAS,
     CpuMeter,
     RawClient,
+    Run,
     chat_body,
     exit_on_sigterm,
     free_port,
@@ -56,6 +57,7 @@ from common import (
     ms,
     new_event_loop,
     percentile,
+    run_streams,
     running_stack,
 )
 
@@ -72,24 +74,6 @@ ROLES = {
 
 
 # --- results ----------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """N concurrent streams to one server."""
-
-    tokens: int
-    wall_s: float
-    ttft_s: list[float] = field(default_factory=list)
-    connect_s: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    short: int = 0  # streams that ended before max_tokens (an EOS)
-    prompt_tokens: list[int] = field(default_factory=list)  # distinct usage.prompt_tokens
-    cpu_s: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def tps(self) -> float:
-        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
 
 
 @dataclass
@@ -228,22 +212,6 @@ def served_models(port: int) -> list[str]:
     response = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
     response.raise_for_status()
     return [m["id"] for m in response.json()["data"]]
-
-
-async def run_streams(client: RawClient, body: bytes, streams: int, max_tokens: int) -> Run:
-    started = time.perf_counter()
-    results = await asyncio.gather(*(client.stream(body) for _ in range(streams)))
-    wall = time.perf_counter() - started
-    ok = [r for r in results if r.error is None]
-    return Run(
-        tokens=sum(r.completion_tokens for r in ok),
-        wall_s=wall,
-        ttft_s=[r.ttft_s for r in ok if r.ttft_s is not None],
-        connect_s=[r.connect_s for r in results if r.connect_s is not None],
-        errors=[r.error for r in results if r.error is not None],
-        short=sum(r.completion_tokens < max_tokens for r in ok),
-        prompt_tokens=sorted({r.prompt_tokens for r in ok}),
-    )
 
 
 # --- the run ----------------------------------------------------------------
