@@ -112,12 +112,8 @@ def test_stream_matches_non_streamed_text(claude: anthropic.Anthropic) -> None:
     assert final.usage.output_tokens == whole.usage.output_tokens
 
 
-def test_stream_event_sequence_on_the_wire(stack: Stack) -> None:
-    body = {"model": LLAMA, "messages": HI, "max_tokens": 16, "temperature": 0, "stream": True}
-    with httpx.stream("POST", f"{stack.base_url}/v1/messages", json=body, timeout=60) as r:
-        assert r.status_code == 200
-        assert r.headers["content-type"].startswith("text/event-stream")
-        raw = r.read().decode()
+def wire_events(raw: str) -> list[dict[str, Any]]:
+    """The payloads of a raw SSE body, each checked to be named after its type."""
     events = []
     for chunk in raw.split("\n\n"):
         if not chunk:
@@ -126,6 +122,11 @@ def test_stream_event_sequence_on_the_wire(stack: Stack) -> None:
         name, data = name_line.removeprefix("event: "), json.loads(data_line.removeprefix("data: "))
         assert data["type"] == name  # every event is named after its payload's type
         events.append(data)
+    return events
+
+
+def assert_one_block_sequence(events: list[dict[str, Any]]) -> None:
+    """Anthropic's event order for a message of one content block."""
     names = [e["type"] for e in events]
     deltas = names.count("content_block_delta")
     assert deltas >= 1
@@ -138,6 +139,16 @@ def test_stream_event_sequence_on_the_wire(stack: Stack) -> None:
         "message_delta",
         "message_stop",
     ]
+
+
+def test_stream_event_sequence_on_the_wire(stack: Stack) -> None:
+    body = {"model": LLAMA, "messages": HI, "max_tokens": 16, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{stack.base_url}/v1/messages", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        raw = r.read().decode()
+    events = wire_events(raw)
+    assert_one_block_sequence(events)
     start = events[0]["message"]
     assert start["role"] == "assistant" and start["content"] == [] and start["model"] == LLAMA
     assert start["stop_reason"] is None and "input_tokens" in start["usage"]
@@ -364,23 +375,8 @@ def test_tool_use_stream_events_on_the_wire(stack: Stack) -> None:
     with httpx.stream("POST", f"{stack.base_url}/v1/messages", json=body, timeout=60) as r:
         assert r.status_code == 200
         raw = r.read().decode()
-    events = [
-        json.loads(chunk.split("\n")[1].removeprefix("data: "))
-        for chunk in raw.split("\n\n")
-        if chunk
-    ]
-    names = [e["type"] for e in events]
-    deltas = names.count("content_block_delta")
-    assert deltas >= 1
-    assert names == [
-        "message_start",
-        "content_block_start",
-        "ping",
-        *["content_block_delta"] * deltas,
-        "content_block_stop",
-        "message_delta",
-        "message_stop",
-    ]
+    events = wire_events(raw)
+    assert_one_block_sequence(events)
     block = events[1]["content_block"]
     assert events[1]["index"] == 0
     assert block["type"] == "tool_use" and block["name"] == "get_time"
