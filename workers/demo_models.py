@@ -224,7 +224,8 @@ def _config(spec: DemoModelSpec) -> dict:
     }
 
 
-def _tokenizer_config() -> dict:
+def tokenizer_config(model_max_length: int = 2048, chat_template: str = CHAT_TEMPLATE) -> dict:
+    """tokenizer_config.json of a folder with the demo BPE (the VLM's too)."""
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": None,
@@ -233,8 +234,8 @@ def _tokenizer_config() -> dict:
         "unk_token": None,
         "add_prefix_space": False,
         "clean_up_tokenization_spaces": False,
-        "model_max_length": 2048,
-        "chat_template": CHAT_TEMPLATE,
+        "model_max_length": model_max_length,
+        "chat_template": chat_template,
     }
 
 
@@ -304,7 +305,7 @@ def create_model(out_dir: Path, name: str) -> Path:
         generation_config = {"bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID}
         _write_json(staging / "generation_config.json", generation_config)
         (staging / "tokenizer.json").write_text(_tokenizer_json() + "\n", encoding="utf-8")
-        _write_json(staging / "tokenizer_config.json", _tokenizer_config())
+        _write_json(staging / "tokenizer_config.json", tokenizer_config())
         special_tokens_map = {
             "eos_token": IM_END,
             "pad_token": ENDOFTEXT,

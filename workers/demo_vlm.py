@@ -37,6 +37,7 @@ from workers.demo_models import (
     builder_main,
     ensure_folder,
     staged_folder,
+    tokenizer_config,
 )
 
 NAME = "demo-qwen2-vl-tiny"
@@ -145,15 +146,7 @@ def _tokenizer() -> str:
 
 def _tokenizer_config() -> dict:
     return {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": None,
-        "eos_token": IM_END,
-        "pad_token": ENDOFTEXT,
-        "unk_token": None,
-        "add_prefix_space": False,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": 4096,
-        "chat_template": CHAT_TEMPLATE,
+        **tokenizer_config(model_max_length=4096, chat_template=CHAT_TEMPLATE),
         "extra_special_tokens": {"image_token": IMAGE_PAD, "video_token": VIDEO_PAD},
     }
 
