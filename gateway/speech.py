@@ -23,7 +23,8 @@ The first sentence is awaited before the response starts, so a refused job
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -219,47 +220,50 @@ def _check(body: SpeechRequest) -> None:
         raise APIError(400, "'speed' must be between 0.25 and 4.0", param="speed")
 
 
-async def _audio(spoken: Speech, body: SpeechRequest) -> AsyncIterator[bytes]:
+async def _encoded(spoken: Speech, fmt: str) -> AsyncGenerator[AudioChunk | bytes, None]:
+    """The job's chunks as they arrive, each followed by what the encoder made
+    of it so far (if anything), then the encoder's tail. Closing it (use
+    ``aclosing``) cancels the job if unfinished and stops the encoder."""
     enc = None
     try:
         while (chunks := await spoken.next_chunks()) is not None:
             for chunk in chunks:
                 if enc is None:
-                    enc = await encoder(body.response_format, chunk.sample_rate, streaming=True)
+                    enc = await encoder(fmt, chunk.sample_rate, streaming=True)
+                yield chunk
                 if data := await enc.feed(chunk.pcm):
                     yield data
         if enc is not None and (data := await enc.finish()):
             yield data
-    except (APIError, EncodingError):
-        return  # the headers are sent: ending the body early is all that is left
     finally:
         spoken.close()
         if enc is not None:
             close(enc)
 
 
-async def _events(spoken: Speech, body: SpeechRequest) -> AsyncIterator[bytes]:
-    enc = None
+async def _audio(spoken: Speech, body: SpeechRequest) -> AsyncIterator[bytes]:
     try:
-        while (chunks := await spoken.next_chunks()) is not None:
-            for chunk in chunks:
-                if enc is None:
-                    enc = await encoder(body.response_format, chunk.sample_rate, streaming=True)
-                if body.include_visemes:
-                    end = chunk.start + len(chunk.pcm) / 2 / chunk.sample_rate
-                    yield sse(_visemes_event(chunk, end))
-                if data := await enc.feed(chunk.pcm):
-                    yield sse(AudioDelta(base64.b64encode(data).decode()))
-        if enc is not None and (data := await enc.finish()):
-            yield sse(AudioDelta(base64.b64encode(data).decode()))
+        async with contextlib.aclosing(_encoded(spoken, body.response_format)) as items:
+            async for item in items:
+                if isinstance(item, bytes):
+                    yield item
+    except (APIError, EncodingError):
+        return  # the headers are sent: ending the body early is all that is left
+
+
+async def _events(spoken: Speech, body: SpeechRequest) -> AsyncIterator[bytes]:
+    try:
+        async with contextlib.aclosing(_encoded(spoken, body.response_format)) as items:
+            async for item in items:
+                if isinstance(item, bytes):
+                    yield sse(AudioDelta(base64.b64encode(item).decode()))
+                elif body.include_visemes:
+                    end = item.start + len(item.pcm) / 2 / item.sample_rate
+                    yield sse(_visemes_event(item, end))
         assert spoken.usage is not None
         yield sse(AudioDone(spoken.usage))
     except EncodingError as exc:
         raise APIError(500, str(exc), code="encoding_failed") from exc
-    finally:
-        spoken.close()
-        if enc is not None:
-            close(enc)
 
 
 def _visemes_event(chunk: AudioChunk, end: float) -> VisemesEvent:
