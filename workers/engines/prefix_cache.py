@@ -1,12 +1,14 @@
 """The prefix cache: mlx-lm's ``LRUPromptCache``, with a floor on what is worth reusing.
 
-``fetch_nearest_cache`` deep-copies the cached KV cache it reuses, and for a
-prompt that only shares its first few tokens with a longer cached sequence it
-copies that whole sequence's cache, then trims it to those few tokens. A new
-conversation that shares just the chat template's header with a long one would
-copy megabytes (gigabytes on a big model with a long context) to save a
-handful of tokens of prefill. A prefix shorter than ``min_tokens`` (unless it
-is all of a short prompt but its last token) is prefilled from scratch instead.
+For a prompt that shares only its first few tokens with a longer cached
+sequence, ``fetch_nearest_cache`` hands out a copy of that sequence's KV cache
+trimmed to those tokens. The copy shares the cached buffers, so the first
+write of the new tokens into them makes MLX copy the whole buffer: measured
+here, 142 ms for a 30,000-token cache (8 KV heads of 128) against 1.3 ms for a
+fresh cache. A new conversation that shares just the chat template's header
+with a long one would pay that to save a handful of tokens of prefill. A
+prefix shorter than ``min_tokens`` (unless it is all of a short prompt but its
+last token) is prefilled from scratch instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class PrefixCache(LRUPromptCache):
         return max(shorter, longer)
 
     def fetch_nearest_cache(self, model: Any, tokens: list[int]) -> tuple[Any, list[int]]:
+        # One trie walk more than mlx-lm does (~9 ms per 30,000 tokens here), and
+        # only when the cache is then used, where it saves the prompt's prefill.
         # A short prompt still reuses its whole cached self (nothing to save there).
         if self.reusable_tokens(model, tokens) < min(self.min_tokens, len(tokens) - 1):
             return None, tokens
