@@ -114,15 +114,21 @@ class WorkerClient:
         self.last_pong = 0.0
         self.supervisor: SupervisorStatus | None = None
         self._goodbye = asyncio.Event()
+        self._goodbye_from = ""  # the instance of the last Goodbye
 
     # --- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
-        # Queue nothing for a worker that is not connected: a job sent while
-        # it restarts must fail now, not run on the next process.
-        self._sock.setsockopt(zmq.IMMEDIATE, 1)
+        # Not ZMQ_IMMEDIATE: with it, frames the worker sent but this loop had
+        # not yet read when the connection dropped are discarded, so a busy
+        # gateway lost a draining worker's last Finished and its Goodbye (and
+        # failed a request that had completed). Without it, what is sent while
+        # the worker restarts waits for the next process instead; that is made
+        # harmless: jobs are only sent to a connected, ready worker, a Restart
+        # names the process it means, and events for a job this client no
+        # longer holds get a Cancel (see _dispatch).
         self._sock.setsockopt(zmq.RECONNECT_IVL, 100)
         self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         self._monitor = self._sock.get_monitor_socket(
@@ -210,7 +216,9 @@ class WorkerClient:
     def restart(self, *, graceful: bool) -> int | None:
         """Ask the model process to drain (or stop now) and exit, so its
         supervisor starts a fresh one; the pid it had. 503 if unreachable."""
-        if not self.connected or not self._send_now(self._encoder.encode(Restart(graceful))):
+        instance = self.pong.instance if self.pong is not None else None
+        restart = Restart(graceful, instance)
+        if not self.connected or not self._send_now(self._encoder.encode(restart)):
             raise APIError(503, self.unavailable_reason(), code="model_not_ready")
         return self.pong.pid if self.pong is not None else None
 
@@ -251,20 +259,32 @@ class WorkerClient:
                     self._dispatch(message)
                 case Pong():
                     self._on_pong(message)
-                case Goodbye():
+                case Goodbye(instance=instance):
+                    self._goodbye_from = instance
                     self._goodbye.set()
 
     def _dispatch(self, events: Events) -> None:
         jobs = self._jobs
+        orphans: set[str] = set()
         for delta in events.deltas:
             if (stream := jobs.get(delta.id)) is not None:
                 stream.put(delta)
+            else:
+                orphans.add(delta.id)
         for output in events.outputs:
             if (stream := jobs.get(output.id)) is not None:
                 stream.put(output)
+            else:
+                orphans.add(output.id)
         for end in _ends(events):
             if (stream := jobs.pop(end.id, None)) is not None:
                 stream.put(end)
+                orphans.discard(end.id)
+        # Nobody waits for these (a job that reached a new process after its
+        # request had failed, or one cancelled while its tokens were on the
+        # way): stop the worker spending time on them.
+        for job_id in orphans:
+            self._send_now(self._encoder.encode(Cancel(job_id)))
 
     def _on_pong(self, pong: Pong) -> None:
         if self.pong is not None and pong.instance != self.pong.instance:
@@ -291,6 +311,7 @@ class WorkerClient:
                 self._send_ping()
             elif event == zmq.EVENT_DISCONNECTED:
                 was = self.connected
+                lost = self.pong.instance if self.pong is not None else None
                 self.connected = False
                 self.pong = None
                 if was:
@@ -299,10 +320,21 @@ class WorkerClient:
                 # worker's last messages (a drained job's Finished), already
                 # queued on the data socket. A clean exit ends with a Goodbye
                 # behind them; a crash has none, so wait a moment at most.
+                # asyncio.timeout, not wait_for: on 3.11, wait_for drops a
+                # cancel that lands as its inner wait ends, and the gateway's
+                # shutdown then hung on this task.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._goodbye.wait(), DISCONNECT_GRACE_S)
+                    async with asyncio.timeout(DISCONNECT_GRACE_S):
+                        await self._said_goodbye(lost)
                 self._goodbye.clear()
                 self._worker_lost("connection lost")
+
+    async def _said_goodbye(self, instance: str | None) -> None:
+        """Until the Goodbye of ``instance`` (any, if unknown) has been read:
+        one a previous process sent too late to count must not count now."""
+        while not (self._goodbye.is_set() and instance in (None, self._goodbye_from)):
+            self._goodbye.clear()
+            await self._goodbye.wait()
 
     async def _heartbeat(self) -> None:
         while True:

@@ -110,9 +110,14 @@ class Cancel(msgspec.Struct, tag="cancel"):
 class Restart(msgspec.Struct, tag="restart"):
     """Ops asked for a fresh process: drain (running jobs finish, up to the
     model's ``drain_timeout``) or, not ``graceful``, fail them now; then exit,
-    and the supervisor starts a new process (which re-reads the config)."""
+    and the supervisor starts a new process (which re-reads the config).
+
+    ``instance`` names the process meant (its Pong's ``instance``): a Restart
+    that reaches a newer process, having waited in the socket's queue while
+    the old one exited, is ignored rather than restarting that one too."""
 
     graceful: bool = True
+    instance: str | None = None
 
 
 class Ping(msgspec.Struct, tag="ping"):

@@ -157,7 +157,10 @@ class WorkerRuntime:
             match message:
                 case Ping(seq=seq):
                     self._send(sock, identity, self._pong(seq))
-                case Restart(graceful=graceful):
+                case Restart(graceful=graceful, instance=instance):
+                    if instance is not None and instance != self.instance:
+                        log.info("ignored a restart meant for another process", instance=instance)
+                        continue
                     log.info("restart requested", model=self.model.name, graceful=graceful)
                     self.drain(timeout=None if graceful else 0.0)
                 case Cancel(id=job_id):

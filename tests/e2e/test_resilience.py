@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -15,13 +16,26 @@ import zmq
 
 from protocol.framing import gateway_codec, worker_codec
 from protocol.messages import Ping, Pong, WorkerStats
-from tests.e2e.conftest import LLAMA, QWEN
+from tests.e2e.conftest import BROKEN, LLAMA, QWEN
 from tests.e2e.harness import Stack
 
 HI = [{"role": "user", "content": "hi"}]
 # Long-running requests are greedy: sampling from a random-weight model can
 # draw its end-of-sequence token at any step, greedy decoding deterministically
 # does not (on this prompt), so these streams reliably outlive the checks.
+
+
+@pytest.fixture(autouse=True)
+def every_model_serves_again_afterwards(stack: Stack) -> Iterator[None]:
+    """The stack is shared by the whole session: a test here that kills or
+    restarts a model (and may fail half-way) must not hand the next test,
+    in any module, a model that is still coming back."""
+    yield
+    stack.wait_until(
+        lambda h: all(m["state"] == "ready" for name, m in h["models"].items() if name != BROKEN),
+        60,
+        "every model to be ready again",
+    )
 
 
 def test_each_model_process_names_its_model_in_ps(stack: Stack) -> None:

@@ -1,7 +1,9 @@
-"""WorkerClient bookkeeping without a worker process: limits, timeouts, cancel."""
+"""WorkerClient bookkeeping without a worker process: limits, timeouts, cancel;
+and against a stand-in worker socket, what reaches the gateway when a worker exits."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -11,15 +13,18 @@ import zmq.asyncio
 from gateway.errors import APIError
 from gateway.worker_client import WorkerClient
 from protocol.config import GatewaySettings, ModelConfig
-from protocol.framing import worker_codec
+from protocol.framing import gateway_codec, worker_codec
 from protocol.messages import (
     Cancel,
     CompletionJob,
     Delta,
     Events,
     Finished,
+    Goodbye,
     JobFailed,
+    Ping,
     Pong,
+    Restart,
     SamplingParams,
     Usage,
     WorkerStats,
@@ -110,3 +115,75 @@ async def test_not_ready_is_503_naming_the_state(ctx: zmq.asyncio.Context) -> No
     with pytest.raises(APIError) as err:
         client.submit(job(1))
     assert err.value.status == 503 and "loading" in err.value.message
+
+
+async def test_events_for_a_job_nobody_holds_are_answered_with_a_cancel(
+    ctx: zmq.asyncio.Context,
+) -> None:
+    """A job that waited in the socket queue for the next process (its request
+    already failed) must not run for nobody."""
+    client = ready_client(ctx)
+    stream = client.submit(job(1))
+    client._dispatch(Events(deltas=[Delta("j1", "a", 1), Delta("gone", "b", 1)]))
+    client._dispatch(Events(finished=[Finished("done-elsewhere", "stop", Usage(1, 1))]))
+    assert client.sent[1:] == [Cancel("gone")]
+    stream.close()
+
+
+async def test_a_restart_names_the_process_it_is_meant_for(ctx: zmq.asyncio.Context) -> None:
+    client = ready_client(ctx)
+    client.restart(graceful=True)
+    assert client.sent == [Restart(True, "i")]
+
+
+class StandInWorker:
+    """A worker's ROUTER socket, driven by the test."""
+
+    def __init__(self, ctx: zmq.asyncio.Context) -> None:
+        self.sock = ctx.socket(zmq.ROUTER)
+        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.encode = gateway_codec().encode
+        self.decode = worker_codec().decode
+        self.peer = b""
+
+    async def receive(self) -> object:
+        self.peer, frame = await self.sock.recv_multipart()
+        return self.decode(frame)
+
+    async def send(self, message: Events | Pong | Goodbye) -> None:
+        await self.sock.send_multipart([self.peer, self.encode(message)])
+
+    def exit(self) -> None:
+        self.sock.close(linger=1000)
+
+
+async def test_a_busy_gateway_still_reads_what_a_worker_sent_just_before_exiting(
+    ctx: zmq.asyncio.Context,
+) -> None:
+    """A draining worker sends its last Finished and its Goodbye, then exits
+    while the gateway's loop is busy elsewhere: the request still completes,
+    it does not fail with "connection lost" (it did with ZMQ_IMMEDIATE)."""
+    worker = StandInWorker(ctx)
+    model = ModelConfig("m", "llm", "/x", worker.endpoint)
+    client = WorkerClient(model, GatewaySettings(), ctx)
+    await client.start()
+    try:
+        ping = await worker.receive()
+        assert isinstance(ping, Ping)
+        await worker.send(Pong(ping.seq, "i", 1, "m", "llm", "ready", 0, WorkerStats()))
+        while client.state != "ready":  # noqa: ASYNC110 - a property, nothing to await
+            await asyncio.sleep(0.01)
+        stream = client.submit(job(1))
+        while not isinstance(await worker.receive(), CompletionJob):
+            pass
+
+        await worker.send(Events(finished=[Finished("j1", "length", Usage(1, 2), text="ab")]))
+        await worker.send(Goodbye("i"))
+        worker.exit()
+        time.sleep(0.3)  # noqa: ASYNC251 - the loop is busy: the disconnect lands before any read
+
+        (end,) = await asyncio.wait_for(stream.next_batch(), 5)
+        assert isinstance(end, Finished) and end.text == "ab"
+    finally:
+        await client.close()
