@@ -227,7 +227,11 @@ class WorkerClient:
             self._send_now(self._encoder.encode(Cancel(stream.id)))
 
     def _send_now(self, frame: bytes) -> bool:
-        """Send without waiting; False if the worker cannot take it (not connected).
+        """Send without waiting; False if it cannot be queued (the queue is full).
+
+        What is sent while the worker is disconnected waits for its next
+        process: jobs and Restart are only sent to a connected worker, and a
+        late Ping or Cancel is harmless.
 
         A NOBLOCK send on a zmq.asyncio socket completes its future at once.
         It must go through that socket, not a sync shadow of it: a send can
