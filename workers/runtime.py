@@ -42,6 +42,7 @@ from workers.engine import Engine, JobError
 log = structlog.get_logger()
 
 IDLE_POLL_MS = 100
+LAST_FRAMES_LINGER_MS = 5000
 
 
 class WorkerRuntime:
@@ -132,10 +133,12 @@ class WorkerRuntime:
             for peer in self._peers:
                 self._send(sock, peer, Goodbye(self.instance))
         finally:
-            sock.close(linger=500)
             # Without term() the process can exit before ZeroMQ's I/O thread has
             # sent the last frames (a drained job's Finished, the Goodbye);
-            # term() waits for them, up to the linger.
+            # term() waits for them, up to the linger: seconds, since a last
+            # frame may hold an image or audio for a gateway busy elsewhere.
+            # (Frames for a gateway that is gone are dropped at once.)
+            sock.close(linger=LAST_FRAMES_LINGER_MS)
             ctx.term()
         log.info("stopped", model=self.model.name)
 

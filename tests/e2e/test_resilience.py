@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 from protocol.framing import gateway_codec, worker_codec
-from protocol.messages import Ping, Pong, WorkerStats
+from protocol.messages import Ping, Pong, Restart, WorkerStats
 from tests.e2e.conftest import BROKEN, LLAMA, QWEN
 from tests.e2e.harness import Stack
 
@@ -66,7 +66,7 @@ def test_client_disconnect_mid_stream_frees_the_batch_slot(
     )
 
 
-def test_bad_frames_are_dropped_and_the_worker_keeps_serving(stack: Stack) -> None:
+def test_bad_frames_and_stray_restarts_are_dropped_the_worker_serves_on(stack: Stack) -> None:
     endpoint = _endpoint(stack, QWEN)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
@@ -80,6 +80,15 @@ def test_bad_frames_are_dropped_and_the_worker_keeps_serving(stack: Stack) -> No
         assert sock.poll(5000)
         pong = gateway_codec().decode(sock.recv())
         assert isinstance(pong, Pong) and pong.seq == 41 and pong.state == "ready"
+
+        # A Restart meant for an earlier process (it waited in a queue while
+        # that one exited) leaves this one serving.
+        sock.send(worker_codec().encode(Restart(graceful=False, instance="an-earlier-one")))
+        sock.send(worker_codec().encode(Ping(seq=42)))
+        assert sock.poll(5000)
+        again = gateway_codec().decode(sock.recv())
+        assert isinstance(again, Pong) and again.seq == 42 and again.state == "ready"
+        assert again.instance == pong.instance
     finally:
         sock.close()
 
