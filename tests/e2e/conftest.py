@@ -93,6 +93,5 @@ def stack(
 
 @pytest.fixture(scope="session")
 def client(stack: Stack) -> Iterator[openai.OpenAI]:
-    # No retries: the tests check the first answer, 503s included.
-    with openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0) as c:
+    with stack.openai_client() as c:
         yield c

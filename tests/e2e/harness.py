@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,6 +89,11 @@ class Stack:
             start_new_session=True,
         )
         self.log = log
+
+    def openai_client(self) -> openai.OpenAI:
+        """The official SDK pointed at this stack, without retries: tests check
+        the first answer, 503s included."""
+        return openai.OpenAI(base_url=f"{self.base_url}/v1", api_key="unused", max_retries=0)
 
     def health(self) -> dict[str, Any]:
         return httpx.get(f"{self.base_url}/health", timeout=5).json()

@@ -46,8 +46,7 @@ def embedding_stack(
 
 @pytest.fixture(scope="module")
 def client(embedding_stack: Stack) -> Iterator[openai.OpenAI]:
-    base_url = f"{embedding_stack.base_url}/v1"
-    with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0) as c:
+    with embedding_stack.openai_client() as c:
         yield c
 
 

@@ -55,7 +55,7 @@ def stack(
 
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0) as c:
+    with stack.openai_client() as c:
         yield c
 
 
