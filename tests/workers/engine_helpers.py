@@ -1,29 +1,42 @@
-"""Driving an LLM engine in-process, as the worker runtime does."""
+"""Driving an engine in-process, as the worker runtime does: built by the
+worker's own ``build_engine``, loaded, and stepped until its jobs end."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from protocol.config import ModelConfig
+from protocol.config import Family, ModelConfig
 from protocol.messages import Events
+from workers.engine import Engine
+from workers.engines import build_engine
 from workers.engines.llm import LLMEngine
 
+EngineT = TypeVar("EngineT", bound=Engine)
 
-def load_engine(name: str, path: Path, **options: Any) -> LLMEngine:
+
+def loaded(
+    kind: type[EngineT], family: Family, name: str, path: str | Path, **options: Any
+) -> EngineT:
+    """A loaded engine of ``kind``, built as the worker builds it."""
     config = ModelConfig(
-        name=name, family="llm", path=str(path), endpoint="inproc://unused", options=options
+        name=name, family=family, path=str(path), endpoint="inproc://unused", options=options
     )
-    engine = LLMEngine(config)
+    engine = build_engine(config)
+    assert isinstance(engine, kind)
     engine.load()
     return engine
 
 
-def run_to_end(engine: LLMEngine) -> list[Events]:
+def load_engine(name: str, path: Path, **options: Any) -> LLMEngine:
+    return loaded(LLMEngine, "llm", name, path, **options)
+
+
+def run_to_end(engine: Engine, budget_s: float = 0.005) -> list[Events]:
     """Step until every job has finished; the events of each step."""
     steps = []
     while engine.has_work():
-        steps.append(engine.step(0.005))
+        steps.append(engine.step(budget_s))
     return steps
 
 

@@ -12,29 +12,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from protocol.config import ModelConfig
 from protocol.messages import Events, GeneratedImage, ImageJob, Progress
 from tests.conftest import png_bytes
+from tests.workers.engine_helpers import loaded, run_to_end
 from workers.engine import JobError
 from workers.engines.flux import FluxEngine
 
 
 @pytest.fixture(scope="module")
 def engine(demo_flux: Path) -> Iterator[FluxEngine]:
-    model = ModelConfig(
-        name="flux", family="flux", path=str(demo_flux), endpoint="tcp://127.0.0.1:1"
-    )
-    engine = FluxEngine(model)
-    engine.load()
-    yield engine
+    yield loaded(FluxEngine, "flux", "flux", demo_flux)
 
 
 def run(engine: FluxEngine, job: ImageJob) -> list[Events]:
     engine.submit(job)
-    steps = []
-    while engine.has_work():
-        steps.append(engine.step(0.02))
-    return steps
+    return run_to_end(engine, 0.02)
 
 
 def outputs(steps: list[Events], kind: type) -> list[Any]:

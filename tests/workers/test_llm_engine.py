@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from protocol.config import ModelConfig
 from protocol.messages import (
     ChatJob,
     ChatMessage,
@@ -202,15 +201,8 @@ def test_reasoning_between_markers_is_split_from_the_answer(
     engine.submit(ChatJob("plain", HI, params))
     plain = text_of(run_to_end(engine), "plain")
     start, end = plain[4:7], plain[12:14]
-    config = ModelConfig(
-        name="demo-llama-tiny",
-        family="llm",
-        path=str(demo_models["demo-llama-tiny"]),
-        endpoint="inproc://unused",
-        options={"reasoning": [start, end]},
-    )
-    thinking = LLMEngine(config)
-    thinking.load()
+    path = demo_models["demo-llama-tiny"]
+    thinking = load_engine("demo-llama-tiny", path, reasoning=[start, end])
     thinking.submit(ChatJob("split", HI, params))
     steps = run_to_end(thinking)
     content = text_of(steps, "split")

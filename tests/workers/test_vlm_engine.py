@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from protocol.config import ModelConfig
 from protocol.messages import (
     ChatJob,
     ChatMessage,
@@ -17,6 +16,7 @@ from protocol.messages import (
     SamplingParams,
 )
 from tests.conftest import png_data_url
+from tests.workers.engine_helpers import loaded
 from workers.engine import JobError
 from workers.engines.vlm import VLMEngine
 
@@ -26,12 +26,7 @@ QUESTION = "What is in this picture?"
 
 @pytest.fixture(scope="module")
 def engine(demo_vlm: Path) -> VLMEngine:
-    config = ModelConfig(
-        name="demo-qwen2-vl-tiny", family="vlm", path=str(demo_vlm), endpoint="inproc://unused"
-    )
-    engine = VLMEngine(config)
-    engine.load()
-    return engine
+    return loaded(VLMEngine, "vlm", "demo-qwen2-vl-tiny", demo_vlm)
 
 
 def run(engine: VLMEngine, *jobs: ChatJob) -> tuple[dict[str, str], dict[str, Finished], int]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from protocol.config import ModelConfig
 from protocol.messages import ChatJob, Events, SamplingParams, Transcript, TranscriptionJob
+from tests.workers.engine_helpers import loaded
 from workers.engine import JobError
 from workers.engines.whisper import WhisperEngine
 from workers.engines.whisper_audio import AudioDecodeError, decode_audio
@@ -20,16 +20,7 @@ DEMO_OPTIONS = {"sample_len": 8, "temperature_fallback": False, "language": "en"
 
 @pytest.fixture(scope="module")
 def engine(demo_whisper: Path) -> WhisperEngine:
-    config = ModelConfig(
-        name="demo-whisper-tiny",
-        family="whisper",
-        path=str(demo_whisper),
-        endpoint="inproc://unused",
-        options=DEMO_OPTIONS,
-    )
-    engine = WhisperEngine(config)
-    engine.load()
-    return engine
+    return loaded(WhisperEngine, "whisper", "demo-whisper-tiny", demo_whisper, **DEMO_OPTIONS)
 
 
 def run(engine: WhisperEngine, *jobs: TranscriptionJob) -> Events:
