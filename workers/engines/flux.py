@@ -30,7 +30,6 @@ import io
 import json
 import secrets
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +50,7 @@ from protocol.messages import (
     WorkerStats,
 )
 from workers.engine import JobError, engine_options
+from workers.engines.one_at_a_time import OneAtATime
 from workers.weights import local_or_hub
 
 log = structlog.get_logger()
@@ -123,6 +123,10 @@ class _Job:
     previews_at: set[int] = field(default_factory=set)
     started: float = field(default_factory=time.perf_counter)
 
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
 
 class FluxEngine:
     family = "flux"
@@ -130,8 +134,7 @@ class FluxEngine:
     def __init__(self, model: ModelConfig) -> None:
         self.config = model
         self.options = engine_options(model, FluxOptions)
-        self._queue: deque[_Job] = deque()
-        self._running: _Job | None = None
+        self._jobs: OneAtATime[_Job] = OneAtATime()
         self._stats = WorkerStats()
 
     # --- lifecycle ----------------------------------------------------------
@@ -158,8 +161,7 @@ class FluxEngine:
         mx.eval(self.model.parameters())
 
     def reset(self) -> None:
-        self._running = None
-        self._queue.clear()
+        self._jobs.clear()
 
     # --- jobs ---------------------------------------------------------------
 
@@ -210,26 +212,19 @@ class FluxEngine:
                 param="size",
             )
         seed = job.seed if job.seed is not None else secrets.randbits(32)
-        self._queue.append(_Job(job, mode, steps, guidance, width, height, seed, input_image, keep))
+        self._jobs.add(_Job(job, mode, steps, guidance, width, height, seed, input_image, keep))
 
     def cancel(self, job_id: str) -> bool:
-        if self._running is not None and self._running.job.id == job_id:
-            log.info("image job cancelled", job=job_id, images_done=self._running.finished_images)
-            self._running = None
-            return True
-        for queued in self._queue:
-            if queued.job.id == job_id:
-                self._queue.remove(queued)
-                return True
-        return False
+        running = self._jobs.running
+        if running is not None and running.job_id == job_id:
+            log.info("image job cancelled", job=job_id, images_done=running.finished_images)
+        return self._jobs.cancel(job_id) is not None
 
     def has_work(self) -> bool:
-        return self._running is not None or bool(self._queue)
+        return self._jobs.has_work()
 
     def stats(self) -> WorkerStats:
-        self._stats.active = int(self._running is not None)
-        self._stats.queued = len(self._queue)
-        return self._stats
+        return self._jobs.count(self._stats)
 
     # --- generation ---------------------------------------------------------
 
@@ -237,11 +232,11 @@ class FluxEngine:
         """One unit of the running job: encode the prompt, prepare an image's
         latents, one denoising step, or one VAE decode (each may exceed the budget)."""
         events = Events(deltas=[], finished=[], failed=[], outputs=[])
-        job = self._running
+        job = self._jobs.running
         if job is None:
-            if not self._queue:
+            job = self._jobs.start_next()
+            if job is None:
                 return events
-            job = self._running = self._queue.popleft()
             job.started = time.perf_counter()
         if job.encoded is None:
             self._encode(job)
@@ -255,7 +250,7 @@ class FluxEngine:
             job.finished_images += 1
             if job.finished_images == job.job.n:
                 events.finished.append(self._finish(job))
-                self._running = None
+                self._jobs.finish()
         return events
 
     def _encode(self, job: _Job) -> None:

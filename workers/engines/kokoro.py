@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from workers.engines.kokoro_synth import (
     synthesize,
     token_ids,
 )
+from workers.engines.one_at_a_time import OneAtATime
 from workers.weights import local_or_hub
 
 log = structlog.get_logger()
@@ -129,19 +130,14 @@ class _Voices:
     job_id: str
 
 
-@dataclass
-class _State:
-    queue: deque[_Job | _Voices] = field(default_factory=deque)
-    running: _Job | None = None
-
-
 class KokoroEngine:
     family = "kokoro"
 
     def __init__(self, model: ModelConfig) -> None:
         self.config = model
         self.options = engine_options(model, KokoroOptions)
-        self._state = _State()
+        # Voice listings wait in the same queue; a step answers those at its head.
+        self._jobs: OneAtATime[_Job | _Voices] = OneAtATime()
         self._stats = WorkerStats()
         self._g2ps: dict[str, G2P] = {}
 
@@ -179,7 +175,7 @@ class KokoroEngine:
         return dict(configured)
 
     def reset(self) -> None:
-        self._state = _State()
+        self._jobs.clear()
 
     # --- jobs ---------------------------------------------------------------
 
@@ -190,7 +186,7 @@ class KokoroEngine:
                 param="model",
             )
         if job.list_voices:
-            self._state.queue.append(_Voices(job.id))
+            self._jobs.add(_Voices(job.id))
             return
         text = job.input.strip()
         if not text:
@@ -208,7 +204,7 @@ class KokoroEngine:
         from kokoro_mlx.phonemize import language_from_voice
 
         g2p = self._g2p_for(self.options.language or language_from_voice(names[0][0]))
-        self._state.queue.append(
+        self._jobs.add(
             _Job(
                 job_id=job.id,
                 pieces=deque(split_sentences(text)),
@@ -242,23 +238,13 @@ class KokoroEngine:
         return mixed
 
     def cancel(self, job_id: str) -> bool:
-        state = self._state
-        if state.running is not None and state.running.job_id == job_id:
-            state.running = None
-            return True
-        for queued in state.queue:
-            if queued.job_id == job_id:
-                state.queue.remove(queued)
-                return True
-        return False
+        return self._jobs.cancel(job_id) is not None
 
     def has_work(self) -> bool:
-        return self._state.running is not None or bool(self._state.queue)
+        return self._jobs.has_work()
 
     def stats(self) -> WorkerStats:
-        self._stats.active = int(self._state.running is not None)
-        self._stats.queued = len(self._state.queue)
-        return self._stats
+        return self._jobs.count(self._stats)
 
     # --- synthesis ----------------------------------------------------------
 
@@ -266,26 +252,24 @@ class KokoroEngine:
         """Synthesise one sentence of the running job (a vocoder pass cannot be
         cut shorter); voice listings waiting in the queue are answered first."""
         events = Events(outputs=[], finished=[], failed=[])
-        state = self._state
-        while state.queue and isinstance(state.queue[0], _Voices):
-            ask = state.queue.popleft()
+        jobs = self._jobs
+        while jobs.waiting and isinstance(jobs.waiting[0], _Voices):
+            ask = jobs.waiting.popleft()
             events.outputs.append(
                 AudioChunk(ask.job_id, b"", SAMPLE_RATE, 0.0, voices=list(self.voice_names))
             )
             events.finished.append(Finished(ask.job_id, "stop", Usage(0, 0)))
-        if state.running is None and state.queue:
-            queued = state.queue.popleft()
-            assert isinstance(queued, _Job)
-            state.running = queued
-        job = state.running
+        jobs.start_next()
+        job = jobs.running
         if job is None:
             return events
+        assert isinstance(job, _Job)  # listings are answered before a job starts
         chunk = self._next_chunk(job)
         if chunk is not None:
             events.outputs.append(chunk)
             job.sent_audio = True
         if not job.pieces:
-            state.running = None
+            jobs.finish()
             self._stats.requests_finished += 1
             if job.sent_audio:
                 usage = Usage(job.phonemes, job.start_frames)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ from protocol.messages import (
     WorkerStats,
 )
 from workers.engine import JobError, engine_options, room_left
+from workers.engines.one_at_a_time import OneAtATime
 from workers.engines.stops import StopStringMatcher
 from workers.weights import local_or_hub
 
@@ -75,8 +75,7 @@ class VLMEngine:
     def __init__(self, model: ModelConfig) -> None:
         self.config = model
         self.options = engine_options(model, VLMOptions)
-        self._queue: deque[_Job] = deque()
-        self._running: _Job | None = None
+        self._jobs: OneAtATime[_Job] = OneAtATime()
         self._stats = WorkerStats()
         # count_only jobs, answered by the next step
         self._counted: list[Finished] = []
@@ -97,9 +96,7 @@ class VLMEngine:
         )
 
     def reset(self) -> None:
-        self._close(self._running)
-        self._running = None
-        self._queue.clear()
+        self._close(self._jobs.clear())
 
     # --- jobs ---------------------------------------------------------------
 
@@ -118,7 +115,7 @@ class VLMEngine:
             return
         room = room_left(self.context_length, prompt_tokens, " (images included)")
         params = job.params
-        self._queue.append(
+        self._jobs.add(
             _Job(
                 job_id=job.id,
                 inputs=inputs,
@@ -174,23 +171,15 @@ class VLMEngine:
         return dict(inputs)
 
     def cancel(self, job_id: str) -> bool:
-        if self._running is not None and self._running.job_id == job_id:
-            self._close(self._running)
-            self._running = None
-            return True
-        for job in self._queue:
-            if job.job_id == job_id:
-                self._queue.remove(job)
-                return True
-        return False
+        job = self._jobs.cancel(job_id)
+        self._close(job)
+        return job is not None
 
     def has_work(self) -> bool:
-        return self._running is not None or bool(self._queue) or bool(self._counted)
+        return self._jobs.has_work() or bool(self._counted)
 
     def stats(self) -> WorkerStats:
-        self._stats.active = int(self._running is not None)
-        self._stats.queued = len(self._queue)
-        return self._stats
+        return self._jobs.count(self._stats)
 
     # --- generation ---------------------------------------------------------
 
@@ -201,11 +190,11 @@ class VLMEngine:
         self._counted = []
         deadline = time.perf_counter() + budget_s
         while time.perf_counter() < deadline:
-            job = self._running
+            job = self._jobs.running
             if job is None:
-                if not self._queue:
+                job = self._jobs.start_next()
+                if job is None:
                     break
-                job = self._running = self._queue.popleft()
                 job.results = self._start(job)
             assert job.results is not None
             text, tokens, done, first_text = self._advance(job)
@@ -213,7 +202,7 @@ class VLMEngine:
                 events.deltas.append(Delta(job.job_id, text, tokens))
             if done is not None:
                 events.finished.append(done)
-                self._running = None
+                self._jobs.finish()
             if first_text:
                 break
         return _merged(events)
