@@ -76,15 +76,8 @@ def demo_kokoro() -> Path:
 def png_data_url(width: int = 40, height: int = 60, seed: int = 0) -> str:
     """A data URL of a small random RGB PNG."""
     import base64
-    import io
 
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(png_bytes(width, height, seed)).decode()
 
 
 @pytest.fixture(scope="session")
