@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncGenerator
 from typing import TypeVar
 
 import msgspec
@@ -16,17 +17,23 @@ _PATH = re.compile(r"at `\$\.?([^`]*)`")
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in stream_limited(request, limit, _too_large(limit))])
+
+
+async def stream_limited(
+    request: Request, limit: int, too_large: APIError
+) -> AsyncGenerator[bytes, None]:
+    """The body's chunks, raising ``too_large`` (a 413) as soon as it is known
+    to exceed ``limit``: from its Content-Length, or while it arrives."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
+        raise too_large
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise too_large
+        yield chunk
 
 
 async def decode_json(request: Request, schema: type[T]) -> T:
@@ -37,13 +44,18 @@ async def decode_json(request: Request, schema: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=schema)
     except msgspec.ValidationError as exc:
-        match = _PATH.search(str(exc))
-        param = match.group(1) if match and match.group(1) else None
-        if param is None and "missing required field" in str(exc):
-            param = str(exc).rsplit("`", 2)[-2] if "`" in str(exc) else None
-        raise APIError(400, f"invalid request: {exc}", param=param) from exc
+        raise invalid_request(exc) from exc
     except msgspec.DecodeError as exc:
         raise APIError(400, f"the request body is not valid JSON: {exc}") from exc
+
+
+def invalid_request(exc: msgspec.ValidationError) -> APIError:
+    """A 400 for a request that failed its schema, naming the field msgspec names."""
+    match = _PATH.search(str(exc))
+    param = match.group(1) if match and match.group(1) else None
+    if param is None and "missing required field" in str(exc):
+        param = str(exc).rsplit("`", 2)[-2] if "`" in str(exc) else None
+    return APIError(400, f"invalid request: {exc}", param=param)
 
 
 def _too_large(limit: int) -> APIError:

@@ -25,7 +25,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.body import decode_json, read_limited
+from gateway.body import decode_json, invalid_request, read_limited
 from gateway.errors import APIError
 from gateway.generation import now
 from gateway.image_schemas import (
@@ -47,7 +47,6 @@ from protocol.messages import Finished, GeneratedImage, ImageJob, JobFailed, Pro
 IMAGE_FAMILIES: tuple[Family, ...] = ("flux",)
 MIN_SIDE, MAX_SIDE = 16, 2048
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
-_PATH = re.compile(r"at `\$\.?([^`]*)`")
 
 
 async def image_generations(request: Request) -> Response:
@@ -235,11 +234,7 @@ def _form_fields(form: FormData) -> ImageEditFields:
     try:
         return msgspec.convert(text, ImageEditFields, strict=False)
     except msgspec.ValidationError as exc:
-        match = _PATH.search(str(exc))
-        param = match.group(1) if match else None
-        if param is None and "missing required field" in str(exc):
-            param = str(exc).rsplit("`", 2)[-2]
-        raise APIError(400, f"invalid request: {exc}", param=param) from exc
+        raise invalid_request(exc) from exc
 
 
 # --- replies ------------------------------------------------------------------

@@ -12,7 +12,6 @@ default, as OpenAI's) -> 413; a client that leaves cancels its job.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import Literal
 
 import msgspec
@@ -22,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from gateway import transcript_formats as formats
+from gateway.body import stream_limited
 from gateway.errors import APIError
 from gateway.streaming import ClientGone, while_connected
 from gateway.worker_client import JobStream
@@ -82,25 +82,13 @@ async def _read_form(request: Request) -> FormData:
             "the request body must be multipart/form-data with the audio as 'file' "
             f"(got content-type {content_type or 'none'!r})",
         )
-    limit = request.app.state.config.gateway.max_upload_bytes + FORM_OVERHEAD_BYTES
-    parser = MultiPartParser(request.headers, _limited(request, limit), max_files=1)
+    upload_limit = request.app.state.config.gateway.max_upload_bytes
+    body = stream_limited(request, upload_limit + FORM_OVERHEAD_BYTES, _too_large(upload_limit))
+    parser = MultiPartParser(request.headers, body, max_files=1)
     try:
         return await parser.parse()
     except MultiPartException as exc:
         raise APIError(400, f"invalid multipart form: {exc.message}") from exc
-
-
-async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    """The body, ending in a 413 as soon as it exceeds ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit - FORM_OVERHEAD_BYTES)
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit - FORM_OVERHEAD_BYTES)
-        yield chunk
 
 
 def _too_large(limit: int) -> APIError:
