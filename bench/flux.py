@@ -49,7 +49,7 @@ def main() -> None:
     exit_on_sigterm()
     width, height = (int(v) for v in args.size.split("x"))
 
-    from workers.demo_flux import ensure_demo_flux
+    from demos.flux import ensure_demo_flux
 
     folder = ensure_demo_flux(ROOT / "models")
     in_process = _in_process(folder)

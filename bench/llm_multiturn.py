@@ -96,7 +96,7 @@ def make_bench_model(name: str = BENCH_MODEL) -> Path:
 
     The demo llama's config and tokenizer files are copied; the shape is made
     bigger and the weights are drawn by the real mlx-lm model class, as
-    workers/demo_models.py does. Written to a staging folder renamed into place.
+    demos/llm.py does. Written to a staging folder renamed into place.
     """
     final = ROOT / "models" / name
     if (final / "model.safetensors").exists():
@@ -107,7 +107,7 @@ def make_bench_model(name: str = BENCH_MODEL) -> Path:
 
     source = model_folder("demo-llama-tiny")
     config = json.loads((source / "config.json").read_text())
-    config.pop("mlx_gateway_demo", None)  # not one of workers/demo_models.py's folders
+    config.pop("mlx_gateway_demo", None)  # not one of demos/llm.py's folders
     config.update(
         hidden_size=512,
         num_hidden_layers=6,

@@ -348,7 +348,7 @@ def run_benchmark(args: argparse.Namespace, streams: list[int]) -> tuple[list[Ro
     """Measure every stream count; returns the rows and the prompt's length."""
     model_path = ROOT / "models" / args.model
     if not model_path.is_dir():
-        from workers.demo_models import ensure_demo_models
+        from demos.llm import ensure_demo_models
 
         ensure_demo_models(ROOT / "models")
     model, tokenizer = load_model(str(model_path))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from common import ROOT, running_stack  # noqa: I001 (preloads OpenBLAS)
 
-TEXT = (ROOT / "workers" / "demo_corpus.txt").read_text()[:2000]
+TEXT = (ROOT / "demos" / "corpus.txt").read_text()[:2000]
 OPTIONS = {"sample_len": 8, "temperature_fallback": False, "language": "en"}
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from workers.demo_whisper import ensure_demo_whisper
+    from demos.whisper import ensure_demo_whisper
 
     model = ensure_demo_whisper(ROOT / "models")
     with tempfile.TemporaryDirectory() as tmp:

@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--format", default="pcm")
     args = parser.parse_args()
     if not args.model_path.is_dir():
-        from workers.demo_kokoro import ensure_demo_kokoro
+        from demos.kokoro import ensure_demo_kokoro
 
         ensure_demo_kokoro(args.model_path.parent)
 

@@ -61,8 +61,8 @@ else
 fi
 
 # --- offline demo models ------------------------------------------------------
-"$VENV/bin/python" -m workers.demo_models --out models
-"$VENV/bin/python" -m workers.demo_vlm --out models
-"$VENV/bin/python" -m workers.demo_whisper --out models
-"$VENV/bin/python" -m workers.demo_kokoro --out models
-"$VENV/bin/python" -m workers.demo_flux --out models
+"$VENV/bin/python" -m demos.llm --out models
+"$VENV/bin/python" -m demos.vlm --out models
+"$VENV/bin/python" -m demos.whisper --out models
+"$VENV/bin/python" -m demos.kokoro --out models
+"$VENV/bin/python" -m demos.flux --out models

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def demo_models() -> dict[str, Path]:
     """The offline demo models (created once, under the repo's models/)."""
-    from workers.demo_models import ensure_demo_models
+    from demos.llm import ensure_demo_models
 
     paths = ensure_demo_models(ROOT / "models")
     return {p.name: p for p in paths}
@@ -33,7 +33,7 @@ def demo_models() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def demo_vlm() -> Path:
     """The offline demo vision-language model (under the repo's models/)."""
-    from workers.demo_vlm import ensure_demo_vlm
+    from demos.vlm import ensure_demo_vlm
 
     return ensure_demo_vlm(ROOT / "models")
 
@@ -41,7 +41,7 @@ def demo_vlm() -> Path:
 @pytest.fixture(scope="session")
 def demo_whisper() -> Path:
     """The offline demo Whisper model (under the repo's models/)."""
-    from workers.demo_whisper import ensure_demo_whisper
+    from demos.whisper import ensure_demo_whisper
 
     return ensure_demo_whisper(ROOT / "models")
 
@@ -68,7 +68,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def demo_kokoro() -> Path:
     """The offline demo Kokoro text-to-speech model (under the repo's models/)."""
-    from workers.demo_kokoro import ensure_demo_kokoro
+    from demos.kokoro import ensure_demo_kokoro
 
     return ensure_demo_kokoro(ROOT / "models")
 
@@ -83,7 +83,7 @@ def png_data_url(width: int = 40, height: int = 60, seed: int = 0) -> str:
 @pytest.fixture(scope="session")
 def demo_flux() -> Path:
     """The offline demo image model, FLUX.2-klein shaped (under the repo's models/)."""
-    from workers.demo_flux import ensure_demo_flux
+    from demos.flux import ensure_demo_flux
 
     return ensure_demo_flux(ROOT / "models")
 

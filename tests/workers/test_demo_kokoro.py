@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from workers.demo_kokoro import NAME, VOICE_SHAPE, VOICES, is_complete
+from demos.kokoro import NAME, VOICE_SHAPE, VOICES, is_complete
 
 
 def test_the_demo_kokoro_loads_with_kokoro_mlx(demo_kokoro: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.demo_models import (
+from demos.llm import (
     COMPLETE_MARKER,
     DEMO_MODELS,
     create_model,
@@ -38,7 +38,7 @@ def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module", params=list(DEMO_MODELS))
 def loaded(request: pytest.FixtureRequest, models_root: Path):
     """(name, model, tokenizer) from mlx_lm.load of each demo folder."""
-    # Imported here, not at the top: workers.demo_models must load OpenBLAS before mlx.
+    # Imported here, not at the top: demos.llm must load OpenBLAS before mlx.
     import mlx_lm
 
     model, tokenizer = mlx_lm.load(str(models_root / request.param))
@@ -134,7 +134,7 @@ def test_creation_is_deterministic_across_processes(models_root: Path, tmp_path:
     # A separate process retrains the tokenizer and re-seeds the weights from scratch.
     other = tmp_path / "models"
     result = subprocess.run(
-        [sys.executable, "-m", "workers.demo_models", "--out", str(other)],
+        [sys.executable, "-m", "demos.llm", "--out", str(other)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

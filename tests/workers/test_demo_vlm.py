@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers.demo_vlm import IMAGE_PAD_ID, NAME, create_model, is_complete
+from demos.vlm import IMAGE_PAD_ID, NAME, create_model, is_complete
 
 
 def test_the_demo_vlm_is_deterministic(tmp_path: Path) -> None:

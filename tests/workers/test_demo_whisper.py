@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workers.demo_models import COMPLETE_MARKER
-from workers.demo_whisper import DIMENSIONS, NAME, create_model, ensure_demo_whisper, is_complete
+from demos.llm import COMPLETE_MARKER
+from demos.whisper import DIMENSIONS, NAME, create_model, ensure_demo_whisper, is_complete
 
 
 def test_the_demo_whisper_is_deterministic_and_rebuilt_when_outdated(tmp_path: Path) -> None:

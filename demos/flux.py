@@ -1,6 +1,6 @@
 """Create the offline random-weight demo image model (FLUX.2-klein shape, tiny).
 
-``python -m workers.demo_flux --out models`` writes ``models/demo-flux2-klein-tiny``:
+``python -m demos.flux --out models`` writes ``models/demo-flux2-klein-tiny``:
 mflux's own FLUX.2-klein classes (``Flux2Transformer``, ``Qwen3TextEncoder``,
 ``Flux2VAE``) built with random weights and saved by mflux's ``ModelSaver``, so
 ``Flux2Klein(model_path=...)`` loads it through the same loader as a real
@@ -41,7 +41,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 from tokenizers import Tokenizer
 
-from workers.demo_models import (
+from demos.llm import (
     CHAT_TEMPLATE,
     COMPLETE_MARKER,
     CORPUS_PATH,
@@ -133,7 +133,7 @@ def _components() -> SimpleNamespace:
 README = """\
 # {name}
 
-Random-weight DEMO image model made offline by mlx-gateway (workers/demo_flux.py). \
+Random-weight DEMO image model made offline by mlx-gateway (demos/flux.py). \
 Its images are noise; it exists to exercise the real mflux FLUX.2-klein code path \
 without downloads.
 

@@ -1,13 +1,13 @@
 """Create the offline random-weight demo models.
 
-``python -m workers.demo_models --out models`` writes two tiny Hugging Face-style
+``python -m demos.llm --out models`` writes two tiny Hugging Face-style
 model folders (a llama and a qwen2) that ``mlx_lm.load(path)`` loads without any
 download. Their weights are random, so their output is gibberish; they exist so
 that the gateway, the workers, the tests and the benchmarks run the real mlx-lm
 code path (real model classes, a real byte-level BPE tokenizer, a ChatML chat
 template) on a machine with no network.
 
-Everything is deterministic: the tokenizer is trained on ``demo_corpus.txt`` and
+Everything is deterministic: the tokenizer is trained on ``corpus.txt`` and
 each model is initialised from a fixed seed, so re-creating a model gives
 byte-identical files.
 """
@@ -36,7 +36,7 @@ from mlx.utils import tree_flatten
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-CORPUS_PATH = Path(__file__).with_name("demo_corpus.txt")
+CORPUS_PATH = Path(__file__).with_name("corpus.txt")
 
 # Bump when the folder layout or file contents change in a way the fingerprint
 # below would not notice, so existing folders are rebuilt.
@@ -107,11 +107,11 @@ CHAT_TEMPLATE = (
 README = """\
 # {name}
 
-Random-weight demo model made offline by mlx-gateway (workers/demo_models.py). \
+Random-weight demo model made offline by mlx-gateway (demos/llm.py). \
 Its output is gibberish; it exists to exercise the real mlx-lm code path without downloads.
 
 - architecture: `{model_type}` ({params:,} parameters, float32, seed {seed})
-- tokenizer: byte-level BPE, {vocab} tokens, trained on workers/demo_corpus.txt
+- tokenizer: byte-level BPE, {vocab} tokens, trained on demos/corpus.txt
 - chat template: ChatML (`<|im_start|>role ... <|im_end|>`)
 """
 
@@ -339,7 +339,7 @@ def ensure_folder(
 def builder_main(
     doc: str, name: str, complete: Callable[[Path], bool], create: Callable[[Path], Path]
 ) -> None:
-    """The command line of a one-folder demo builder (``python -m workers.demo_X
+    """The command line of a one-folder demo builder (``python -m demos.X
     --out models``): idempotent, it says whether it built the folder."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("models"), help="default: models")

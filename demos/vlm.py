@@ -1,9 +1,9 @@
 """Create the offline random-weight demo vision-language model.
 
-``python -m workers.demo_vlm --out models`` writes ``models/demo-qwen2-vl-tiny``:
+``python -m demos.vlm --out models`` writes ``models/demo-qwen2-vl-tiny``:
 a tiny Qwen2-VL made from mlx-vlm's own model classes (a 1-layer vision tower
 and a 2-layer language model, random weights) with a processor built locally:
-the demo byte-level BPE tokenizer of :mod:`workers.demo_models` plus Qwen2-VL's
+the demo byte-level BPE tokenizer of :mod:`demos.llm` plus Qwen2-VL's
 vision special tokens, and a Qwen2-VL image processor config. ``mlx_vlm.load``
 loads the folder with no download. Its output is gibberish; it exists so the
 real mlx-vlm code path (image preprocessing, vision tower, mRoPE, generation)
@@ -24,7 +24,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 from tokenizers import AddedToken, Tokenizer
 
-from workers.demo_models import (
+from demos.llm import (
     COMPLETE_MARKER,
     CORPUS_PATH,
     ENDOFTEXT,
@@ -182,7 +182,7 @@ README = """\
 # {name}
 
 Random-weight DEMO vision-language model made offline by mlx-gateway \
-(workers/demo_vlm.py). Its output is gibberish; it exists to exercise the real \
+(demos/vlm.py). Its output is gibberish; it exists to exercise the real \
 mlx-vlm code path without downloads.
 
 - architecture: `qwen2_vl` ({params:,} parameters, float32, seed {seed})

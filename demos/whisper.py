@@ -1,6 +1,6 @@
 """Create the offline random-weight demo Whisper model.
 
-``python -m workers.demo_whisper --out models`` writes ``models/demo-whisper-tiny``:
+``python -m demos.whisper --out models`` writes ``models/demo-whisper-tiny``:
 a tiny Whisper made from mlx-whisper's own classes (``ModelDimensions``,
 ``Whisper``; 2 audio and 2 text layers, width 64, random float16 weights),
 saved the way mlx-community's Whisper folders are (``config.json`` holding the
@@ -28,7 +28,7 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
-from workers.demo_models import (
+from demos.llm import (
     COMPLETE_MARKER,
     _write_json,
     builder_main,
@@ -59,7 +59,7 @@ README = """\
 # {name}
 
 Random-weight DEMO Whisper model made offline by mlx-gateway \
-(workers/demo_whisper.py). Its transcripts are gibberish; it exists to exercise \
+(demos/whisper.py). Its transcripts are gibberish; it exists to exercise \
 the real mlx-whisper code path (ffmpeg decoding, log-mel, encoder, decoder with \
 timestamp rules, word alignment) without downloads.
 

@@ -1,6 +1,6 @@
 """Create the offline random-weight demo Kokoro text-to-speech model.
 
-``python -m workers.demo_kokoro --out models`` writes ``models/demo-kokoro-tiny``:
+``python -m demos.kokoro --out models`` writes ``models/demo-kokoro-tiny``:
 a Kokoro made from kokoro-mlx's own model classes with random weights, in the
 layout ``kokoro_mlx.KokoroModel.from_pretrained`` loads (``config.json``,
 ``kokoro-v1_0.safetensors`` under the original PyTorch checkpoint's key
@@ -29,7 +29,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from workers.demo_models import (
+from demos.llm import (
     COMPLETE_MARKER,
     _write_json,
     builder_main,
@@ -215,7 +215,7 @@ README = """\
 # {name}
 
 Random-weight DEMO Kokoro text-to-speech model made offline by mlx-gateway \
-(workers/demo_kokoro.py). Its audio is noise; it exists to exercise the real \
+(demos/kokoro.py). Its audio is noise; it exists to exercise the real \
 kokoro-mlx code path without downloads.
 
 - architecture: Kokoro-82M's (kokoro-mlx 0.1.4 classes), PL-BERT shrunk to \
