@@ -173,7 +173,7 @@ def _input(arguments: str) -> dict[str, Any]:
     (max_tokens) is no JSON object: its input is then empty."""
     try:
         value = json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

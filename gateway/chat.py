@@ -195,7 +195,7 @@ def _to_protocol(index: int, message: ChatMessageIn, vision: bool) -> ChatMessag
         for j, call in enumerate(message.tool_calls):
             try:
                 arguments = json.loads(call.function.arguments)
-            except ValueError:
+            except (ValueError, RecursionError):  # a deep one: the json module recurses
                 arguments = None
             if not isinstance(arguments, dict):
                 raise APIError(
