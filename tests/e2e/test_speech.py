@@ -19,11 +19,13 @@ import pytest
 import soundfile
 
 from tests.e2e.harness import Stack, running_stack
-from workers.engines.kokoro_synth import FRAME_SAMPLES, SAMPLE_RATE
 
 TTS = "demo-kokoro-tiny"
 NOT_TTS = "not-a-speech-model"
 VOICE = "af_demo"
+# Kokoro's audio, as a client sees it: 24 kHz, made in 25 ms frames.
+SAMPLE_RATE = 24_000
+FRAME_SAMPLES = 600
 
 
 @pytest.fixture(scope="module")
