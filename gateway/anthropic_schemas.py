@@ -1,6 +1,6 @@
 """Anthropic Messages API shapes, as msgspec Structs.
 
-Kept apart from the OpenAI shapes in ``schemas.py``: the two APIs name the
+Kept apart from the OpenAI shapes in ``openai_schemas.py``: the two APIs name the
 same ideas differently (``max_tokens`` is required here, ``stop_sequences``,
 content blocks, ``stop_reason``), and sharing Structs would blur both.
 

@@ -21,7 +21,7 @@ from gateway.health import health
 from gateway.image_store import ImageStore
 from gateway.images_api import image_edits, image_file, image_generations
 from gateway.metrics import RequestMetrics, metrics
-from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware
+from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware, UnhandledErrorMiddleware
 from gateway.models import get_model, list_models
 from gateway.registry import Registry
 from gateway.speech import list_voices, speech
@@ -71,6 +71,8 @@ def create_app(config: Config) -> Starlette:
             expose_headers=["X-Request-ID"],
         ),
         Middleware(APIKeyMiddleware, keys=settings.api_keys),
+        # Innermost, so its 500s carry the request id and CORS headers too.
+        Middleware(UnhandledErrorMiddleware),
     ]
     app = Starlette(
         routes=routes,

@@ -47,6 +47,8 @@ async def decode_json(request: Request, schema: type[T]) -> T:
         raise invalid_request(exc) from exc
     except msgspec.DecodeError as exc:
         raise APIError(400, f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise APIError(400, "the request body's JSON is nested too deeply") from None
 
 
 def invalid_request(exc: msgspec.ValidationError) -> APIError:

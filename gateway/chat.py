@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.body import decode_json
+from gateway.chat_images import load_image
+from gateway.client_disconnect import respond_while_connected
 from gateway.errors import APIError
 from gateway.generation import (
     choice_params,
@@ -20,9 +22,8 @@ from gateway.generation import (
     usage_of,
     wants_usage_chunk,
 )
-from gateway.images import load_image
-from gateway.registry import TEXT_FAMILIES
-from gateway.schemas import (
+from gateway.job_stream import JobStream
+from gateway.openai_schemas import (
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
@@ -41,15 +42,9 @@ from gateway.schemas import (
     ToolCallOut,
     TopLogprobOut,
 )
-from gateway.streaming import (
-    SSE_DONE,
-    ClientGone,
-    collect_while_connected,
-    merged_pieces,
-    sse,
-    sse_response,
-)
-from gateway.worker_client import JobStream
+from gateway.registry import TEXT_FAMILIES
+from gateway.sse import DONE, sse_event, sse_response
+from gateway.text_pieces import collect, merged_pieces
 from protocol.messages import ChatJob, ChatMessage, TokenLogprob, ToolCall
 
 
@@ -89,21 +84,21 @@ async def chat_completions(request: Request) -> Response:
     model = worker.model.name
     if body.stream:
         return sse_response(_chunks(streams, model, wants_usage_chunk(body)))
-    try:
-        outputs = await collect_while_connected(request, streams)
-    except ClientGone:
-        return Response(status_code=499)  # nobody is listening (nginx's "client closed")
+    return await respond_while_connected(request, _reply(streams, model, bool(body.logprobs)))
+
+
+async def _reply(streams: list[JobStream], model: str, logprobs: bool) -> Response:
+    outputs = await collect(streams)
     choices = []
     for index, out in enumerate(outputs):
         assert out.finished is not None
-        logprobs = _logprobs(out.logprobs) if body.logprobs else None
         calls = [_call_out(c) for c in out.tool_calls] or None
         content = out.text if not calls or out.text.strip() else None
         message = AssistantMessage(
             content, reasoning_content=out.reasoning or None, tool_calls=calls
         )
-        choice = ChatChoice(index, message, out.finished.finish_reason, logprobs)
-        choices.append(choice)
+        choice_logprobs = _logprobs(out.logprobs) if logprobs else None
+        choices.append(ChatChoice(index, message, out.finished.finish_reason, choice_logprobs))
     reply = ChatCompletion(
         id=response_id("chatcmpl"),
         created=now(),
@@ -120,7 +115,7 @@ async def _chunks(
     cid, created = response_id("chatcmpl"), now()
 
     def chunk(choice: ChunkChoice) -> bytes:
-        return sse(ChatCompletionChunk(cid, created, model, [choice]))
+        return sse_event(ChatCompletionChunk(cid, created, model, [choice]))
 
     for index in range(len(streams)):
         yield chunk(ChunkChoice(index, ChunkDelta(role="assistant", content="")))
@@ -148,8 +143,8 @@ async def _chunks(
             finished.append(piece.finished)
             yield chunk(ChunkChoice(index, ChunkDelta(), piece.finished.finish_reason))
     if include_usage:
-        yield sse(ChatCompletionChunk(cid, created, model, [], usage=usage_of(finished)))
-    yield SSE_DONE
+        yield sse_event(ChatCompletionChunk(cid, created, model, [], usage=usage_of(finished)))
+    yield DONE
 
 
 def _logprobs(tokens: list[TokenLogprob] | None) -> ChoiceLogprobs:
@@ -200,7 +195,7 @@ def _to_protocol(index: int, message: ChatMessageIn, vision: bool) -> ChatMessag
         for j, call in enumerate(message.tool_calls):
             try:
                 arguments = json.loads(call.function.arguments)
-            except ValueError:
+            except (ValueError, RecursionError):  # a deep one: the json module recurses
                 arguments = None
             if not isinstance(arguments, dict):
                 raise APIError(

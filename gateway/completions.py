@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.body import decode_json
+from gateway.client_disconnect import respond_while_connected
 from gateway.errors import APIError
 from gateway.generation import (
     choice_params,
@@ -20,8 +21,8 @@ from gateway.generation import (
     usage_of,
     wants_usage_chunk,
 )
-from gateway.registry import TEXT_FAMILIES
-from gateway.schemas import (
+from gateway.job_stream import JobStream
+from gateway.openai_schemas import (
     Completion,
     CompletionChoice,
     CompletionLogprobs,
@@ -29,15 +30,9 @@ from gateway.schemas import (
     PromptTokensDetails,
     Usage,
 )
-from gateway.streaming import (
-    SSE_DONE,
-    ClientGone,
-    collect_while_connected,
-    merged_pieces,
-    sse,
-    sse_response,
-)
-from gateway.worker_client import JobStream
+from gateway.registry import TEXT_FAMILIES
+from gateway.sse import DONE, sse_event, sse_response
+from gateway.text_pieces import collect, merged_pieces
 from protocol.messages import CompletionJob, Finished, TokenLogprob
 
 
@@ -68,10 +63,11 @@ async def completions(request: Request) -> Response:
     model = worker.model.name
     if body.stream:
         return sse_response(_chunks(streams, model, wants_usage_chunk(body), body.n))
-    try:
-        outputs = await collect_while_connected(request, streams)
-    except ClientGone:
-        return Response(status_code=499)  # nobody is listening (nginx's "client closed")
+    return await respond_while_connected(request, _reply(streams, model, body.n))
+
+
+async def _reply(streams: list[JobStream], model: str, n: int) -> Response:
+    outputs = await collect(streams)
     choices = []
     for index, out in enumerate(outputs):
         assert out.finished is not None
@@ -82,7 +78,7 @@ async def completions(request: Request) -> Response:
         created=now(),
         model=model,
         choices=choices,
-        usage=_batch_usage([out.finished for out in outputs if out.finished], body.n),
+        usage=_batch_usage([out.finished for out in outputs if out.finished], n),
     )
     return Response(msgspec.json.encode(reply), media_type="application/json")
 
@@ -101,13 +97,13 @@ async def _chunks(
                 logprobs = _logprobs(piece.logprobs, offsets[index])
             offsets[index] += len(piece.text)
             choice = CompletionChoice(index, piece.text, reason, logprobs)
-            yield sse(Completion(cid, created, model, [choice]))
+            yield sse_event(Completion(cid, created, model, [choice]))
         if piece.finished is not None:
             finished[index] = piece.finished
     if include_usage:
         ordered = [finished[i] for i in sorted(finished)]
-        yield sse(Completion(cid, created, model, [], usage=_batch_usage(ordered, n)))
-    yield SSE_DONE
+        yield sse_event(Completion(cid, created, model, [], usage=_batch_usage(ordered, n)))
+    yield DONE
 
 
 def _logprobs(tokens: list[TokenLogprob], offset: int) -> CompletionLogprobs:

@@ -11,50 +11,22 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
-from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.body import decode_json
+from gateway.client_disconnect import respond_while_connected
+from gateway.embedding_schemas import EmbeddingData, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from gateway.errors import APIError
-from gateway.streaming import ClientGone, while_connected
-from gateway.worker_client import JobStream
-from protocol.messages import EmbeddingJob, Embeddings, Finished, JobFailed
+from gateway.job_stream import JobStream
+from protocol.messages import EmbeddingJob, Embeddings, Finished
 
 FAMILIES = ("embeddings",)
 # OpenAI's own limit on the inputs of one request.
 MAX_INPUTS = 2048
-
-
-class EmbeddingRequest(msgspec.Struct):
-    model: str
-    # str | list[str] | list[int] | list[list[int]]; msgspec unions allow one
-    # list type, so the items are checked here (_inputs).
-    input: str | list[Any]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Annotated[int, Meta(ge=1)] | None = None
-    user: str | None = None
-
-
-class EmbeddingData(msgspec.Struct):
-    object: Literal["embedding"]
-    index: int
-    embedding: list[float] | str
-
-
-class EmbeddingUsage(msgspec.Struct):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingList(msgspec.Struct):
-    object: Literal["list"]
-    data: list[EmbeddingData]
-    model: str
-    usage: EmbeddingUsage
 
 
 async def embeddings(request: Request) -> Response:
@@ -62,17 +34,25 @@ async def embeddings(request: Request) -> Response:
     worker = request.app.state.registry.resolve(body.model, FAMILIES)
     job = EmbeddingJob(worker.new_job_id(), _inputs(body.input), body.dimensions)
     stream = worker.submit(job)
-    try:
-        # _result's close() cancels the job in the worker if the client leaves.
-        result, finished = await while_connected(request, _result(stream))
-    except ClientGone:
-        return Response(status_code=499)  # nobody is listening (nginx's "client closed")
+    return await respond_while_connected(request, _reply(stream, body, worker.model.name))
+
+
+async def _reply(stream: JobStream, body: EmbeddingRequest, model: str) -> Response:
+    vectors: list[bytes] | None = None
+    tokens = 0
+    async for event in stream.events():
+        if isinstance(event, Embeddings):
+            vectors = event.vectors
+        elif isinstance(event, Finished):
+            tokens = event.usage.prompt_tokens
+    if vectors is None:
+        raise APIError(500, "the worker finished without embeddings")
     encode = _base64 if body.encoding_format == "base64" else _floats
     reply = EmbeddingList(
         object="list",
-        data=[EmbeddingData("embedding", i, encode(v)) for i, v in enumerate(result.vectors)],
-        model=worker.model.name,
-        usage=EmbeddingUsage(finished.usage.prompt_tokens, finished.usage.prompt_tokens),
+        data=[EmbeddingData("embedding", i, encode(v)) for i, v in enumerate(vectors)],
+        model=model,
+        usage=EmbeddingUsage(tokens, tokens),
     )
     return Response(msgspec.json.encode(reply), media_type="application/json")
 
@@ -113,23 +93,6 @@ def _text(text: str, param: str) -> str:
 
 def _is_token(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-async def _result(stream: JobStream) -> tuple[Embeddings, Finished]:
-    vectors: Embeddings | None = None
-    try:
-        while True:
-            for event in await stream.next_batch():
-                if isinstance(event, JobFailed):
-                    raise APIError(event.status, event.message, code=event.code, param=event.param)
-                if isinstance(event, Embeddings):
-                    vectors = event
-                elif isinstance(event, Finished):
-                    if vectors is None:
-                        raise APIError(500, "the worker finished without embeddings")
-                    return vectors, event
-    finally:
-        stream.close()
 
 
 def _floats(vector: bytes) -> list[float]:

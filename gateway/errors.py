@@ -7,9 +7,12 @@ Every error the gateway answers is ``{"error": {"message", "type", "param",
 from __future__ import annotations
 
 import msgspec
+import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+
+log = structlog.get_logger()
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -79,8 +82,17 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return APIError(exc.status_code, message, code=code, headers=headers).response()
 
 
+def internal_error(exc: Exception) -> APIError:
+    """The 500 for an exception nothing expected (a bug), logged with its traceback."""
+    log.error("unhandled error", exc_info=exc)
+    return APIError(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
-    return APIError(500, f"internal error: {type(exc).__name__}: {exc}").response()
+    """Starlette's last resort, for an error in a middleware outside
+    :class:`~gateway.middleware.UnhandledErrorMiddleware` (which answers the
+    handlers' errors without letting them close the connection)."""
+    return internal_error(exc).response()
 
 
 EXCEPTION_HANDLERS = {

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from gateway.errors import APIError
-from gateway.schemas import (
+from gateway.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     JSONObjectFormat,

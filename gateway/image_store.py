@@ -11,20 +11,24 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 
 class ImageStore:
-    def __init__(self, capacity: int, ttl: float) -> None:
+    def __init__(
+        self, capacity: int, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.capacity = capacity
         self.ttl = ttl
-        # id -> (expiry on the monotonic clock, PNG bytes), oldest first.
+        self._clock = clock
+        # id -> (expiry on ``clock``, PNG bytes), oldest first.
         self._images: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     def put(self, png: bytes) -> str:
         """Keep ``png``; return its id (128 random bits: the URL is the capability)."""
         self._expire()
         image_id = secrets.token_urlsafe(16)
-        self._images[image_id] = (time.monotonic() + self.ttl, png)
+        self._images[image_id] = (self._clock() + self.ttl, png)
         while len(self._images) > self.capacity:
             self._images.popitem(last=False)
         return image_id
@@ -39,7 +43,7 @@ class ImageStore:
         return len(self._images)
 
     def _expire(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         while self._images:
             first = next(iter(self._images.values()))
             if first[0] > now:

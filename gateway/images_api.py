@@ -1,7 +1,5 @@
 """POST /v1/images/generations, POST /v1/images/edits, GET /v1/images/files/{id}.png.
 
-(``gateway/images.py`` is something else: fetching the images of chat messages.)
-
 A request becomes one :class:`~protocol.messages.ImageJob` (its ``n`` images
 are made one after another by the worker), so a model's ``max_pending``
 counts image requests. The worker reports each denoising step as a
@@ -26,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.body import decode_json, invalid_request, read_limited
+from gateway.client_disconnect import respond_while_connected
 from gateway.errors import APIError
 from gateway.generation import now
 from gateway.image_schemas import (
@@ -39,10 +38,10 @@ from gateway.image_schemas import (
     PartialImageEvent,
 )
 from gateway.image_store import ImageStore
-from gateway.streaming import ClientGone, sse_response, while_connected
-from gateway.worker_client import JobStream
+from gateway.job_stream import JobStream
+from gateway.sse import sse_event, sse_response
 from protocol.config import Family
-from protocol.messages import Finished, GeneratedImage, ImageJob, JobFailed, Progress
+from protocol.messages import Finished, GeneratedImage, ImageJob, Progress
 
 IMAGE_FAMILIES: tuple[Family, ...] = ("flux",)
 MIN_SIDE, MAX_SIDE = 16, 2048
@@ -104,35 +103,27 @@ async def _run(
     stream = worker.submit(job)
     if body.stream:
         return sse_response(_events(stream, kind, body.n))
-    try:
-        images, finished = await while_connected(request, _collect(stream))
-    except ClientGone:
-        return Response(status_code=499)  # nobody is listening (nginx's "client closed")
-    if body.response_format == "url":
-        store: ImageStore = request.app.state.image_store
-        data = [ImageData(url=_url(request, store.put(png))) for png in images]
-    else:
-        data = [ImageData(b64_json=base64.b64encode(png).decode()) for png in images]
-    reply = ImagesResponse(
-        created=now(), data=data, usage=_usage(finished), size=_png_size(images[0])
-    )
-    return Response(msgspec.json.encode(reply), media_type="application/json")
+    return await respond_while_connected(request, _reply(request, stream, body.response_format))
 
 
-async def _collect(stream: JobStream) -> tuple[list[bytes], Finished]:
-    """The job's PNGs in order, and its Finished (with usage)."""
+async def _reply(request: Request, stream: JobStream, response_format: str | None) -> Response:
     images: dict[int, bytes] = {}
-    try:
-        while True:
-            for event in await stream.next_batch():
-                if isinstance(event, JobFailed):
-                    raise _failure(event)
-                if isinstance(event, GeneratedImage):
-                    images[event.index] = event.png
-                elif isinstance(event, Finished):
-                    return [images[i] for i in sorted(images)], event
-    finally:
-        stream.close()
+    finished: Finished | None = None
+    async for event in stream.events():
+        if isinstance(event, GeneratedImage):
+            images[event.index] = event.png
+        elif isinstance(event, Finished):
+            finished = event
+    assert finished is not None  # a job's events end with its Finished
+    pngs = [images[i] for i in sorted(images)]
+    if response_format == "url":
+        store: ImageStore = request.app.state.image_store
+        data = [ImageData(url=_url(request, store.put(png))) for png in pngs]
+    else:
+        data = [ImageData(b64_json=_b64(png)) for png in pngs]
+    size = _png_size(pngs[0])
+    reply = ImagesResponse(created=now(), data=data, usage=_usage(finished), size=size)
+    return Response(msgspec.json.encode(reply), media_type="application/json")
 
 
 async def _events(stream: JobStream, kind: str, n: int) -> AsyncIterator[bytes]:
@@ -140,38 +131,26 @@ async def _events(stream: JobStream, kind: str, n: int) -> AsyncIterator[bytes]:
     created = now()
     partials = 0
     held: GeneratedImage | None = None  # the last image waits for the job's usage
-    try:
-        while True:
-            for event in await stream.next_batch():
-                if isinstance(event, JobFailed):
-                    raise _failure(event)
-                if isinstance(event, Progress) and event.preview_png is not None:
-                    png = event.preview_png
-                    partial = PartialImageEvent(
-                        f"{kind}.partial_image", _b64(png), created, _png_size(png), partials
-                    )
-                    partials += 1
-                    yield _sse(partial.type, partial)
-                elif isinstance(event, GeneratedImage):
-                    if event.index < n - 1:
-                        yield _completed(kind, event.png, created, None)
-                    else:
-                        held = event
-                elif isinstance(event, Finished):
-                    if held is not None:
-                        yield _completed(kind, held.png, created, _usage(event))
-                    return
-    finally:
-        stream.close()
+    async for event in stream.events():
+        if isinstance(event, Progress) and event.preview_png is not None:
+            png = event.preview_png
+            partial = PartialImageEvent(
+                f"{kind}.partial_image", _b64(png), created, _png_size(png), partials
+            )
+            partials += 1
+            yield sse_event(partial, partial.type)
+        elif isinstance(event, GeneratedImage):
+            if event.index < n - 1:
+                yield _completed(kind, event.png, created, None)
+            else:
+                held = event
+        elif isinstance(event, Finished) and held is not None:
+            yield _completed(kind, held.png, created, _usage(event))
 
 
 def _completed(kind: str, png: bytes, created: int, usage: ImageUsage | None) -> bytes:
     event = CompletedEvent(f"{kind}.completed", _b64(png), created, _png_size(png), usage=usage)
-    return _sse(event.type, event)
-
-
-def _sse(name: str, data: msgspec.Struct) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + msgspec.json.encode(data) + b"\n\n"
+    return sse_event(event, event.type)
 
 
 # --- request parts --------------------------------------------------------------
@@ -262,7 +241,3 @@ def _png_size(png: bytes) -> str:
 
 def _b64(png: bytes) -> str:
     return base64.b64encode(png).decode()
-
-
-def _failure(event: JobFailed) -> APIError:
-    return APIError(event.status, event.message, code=event.code, param=event.param)

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids with an access log line and request metrics, and API keys."""
+"""ASGI middleware: request ids with an access log line and request metrics, API
+keys, and the last word on errors nothing else answered."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import APIError
+from gateway.errors import APIError, internal_error
 from gateway.metrics import RequestMetrics
 
 log = structlog.get_logger()
@@ -92,3 +93,40 @@ class APIKeyMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class UnhandledErrorMiddleware:
+    """Answer an exception a handler did not expect (a bug) with a 500
+    envelope, and keep the connection.
+
+    Starlette's own 500 handler answers, then re-raises so that the server
+    sees the error, and uvicorn then closes the connection: a keep-alive
+    client lost its next request too. Here the error is logged and goes no
+    further; a response already under way is ended where it is.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = ended = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started, ended
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                ended = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as exc:
+            error = internal_error(exc)
+            if not started:
+                await error.response()(scope, receive, send)
+            elif not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})

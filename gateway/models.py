@@ -6,7 +6,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.schemas import ModelCard, ModelList
+from gateway.openai_schemas import ModelCard, ModelList
 from gateway.worker_client import WorkerClient
 
 DEMO_NOTE = "random-weight demo model made offline; its output is gibberish"

@@ -25,8 +25,6 @@ from __future__ import annotations
 import base64
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
-from typing import Literal
 
 import msgspec
 from starlette.requests import Request
@@ -41,132 +39,30 @@ from gateway.audio_encoding import (
     supported_formats,
 )
 from gateway.body import decode_json
+from gateway.client_disconnect import respond_while_connected
 from gateway.errors import APIError
-from gateway.streaming import sse, sse_response
+from gateway.job_stream import JobStream
+from gateway.speech_schemas import (
+    AudioDelta,
+    AudioDone,
+    PhonemeOut,
+    SpeechRequest,
+    SpeechUsage,
+    SpeechWithVisemes,
+    VisemeOut,
+    VisemesEvent,
+    VoiceCard,
+    VoiceList,
+    WordOut,
+)
+from gateway.sse import sse_event, sse_response
 from gateway.visemes import Viseme, merged, visemes
-from gateway.worker_client import JobStream, WorkerClient
+from gateway.worker_client import WorkerClient
 from protocol.config import Family
-from protocol.messages import AudioChunk, Finished, JobFailed, SpeechJob, Timed
+from protocol.messages import AudioChunk, Finished, SpeechJob, Timed
 
 SPEECH_FAMILIES: tuple[Family, ...] = ("kokoro",)
 MAX_INPUT_CHARS = 4096  # OpenAI's limit
-
-
-class SpeechRequest(msgspec.Struct):
-    model: str
-    input: str
-    voice: str
-    response_format: str = "mp3"
-    speed: float = 1.0
-    stream_format: Literal["audio", "sse"] = "audio"
-    instructions: str | None = None
-    # Extensions.
-    stream: bool = True
-    include_visemes: bool = False
-
-
-# --- responses -----------------------------------------------------------------
-
-
-class PhonemeOut(msgspec.Struct):
-    phoneme: str
-    start: float
-    end: float
-
-
-class VisemeOut(msgspec.Struct):
-    viseme: str
-    azure_id: int
-    start: float
-    end: float
-
-
-class WordOut(msgspec.Struct):
-    word: str
-    start: float
-    end: float
-
-
-class SpeechUsage(msgspec.Struct):
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-
-
-class SpeechWithVisemes(msgspec.Struct):
-    audio: str
-    format: str
-    sample_rate: int
-    duration: float
-    phonemes: list[PhonemeOut]
-    visemes: list[VisemeOut]
-    words: list[WordOut]
-    usage: SpeechUsage
-
-
-class AudioDelta(msgspec.Struct, tag_field="type", tag="speech.audio.delta"):
-    audio: str
-
-
-class AudioDone(msgspec.Struct, tag_field="type", tag="speech.audio.done"):
-    usage: SpeechUsage
-
-
-class VisemesEvent(msgspec.Struct, tag_field="type", tag="speech.visemes"):
-    start: float
-    end: float
-    phonemes: list[PhonemeOut]
-    visemes: list[VisemeOut]
-    words: list[WordOut]
-
-
-class VoiceCard(msgspec.Struct):
-    id: str
-    model: str
-    object: str = "voice"
-
-
-class VoiceList(msgspec.Struct):
-    data: list[VoiceCard]
-    object: str = "list"
-
-
-# --- the job's events -------------------------------------------------------------
-
-
-@dataclass
-class Speech:
-    """A speech job's chunks as they come; ``usage`` once it finished."""
-
-    stream: JobStream
-    pending: list[AudioChunk] = field(default_factory=list)
-    usage: SpeechUsage | None = None
-
-    async def next_chunks(self) -> list[AudioChunk] | None:
-        """The next chunks, or None at the end; a failure raises APIError."""
-        chunks: list[AudioChunk] = self.pending
-        self.pending = []
-        if chunks:
-            return chunks
-        if self.usage is not None:
-            return None
-        while not chunks and self.usage is None:
-            for event in await self.stream.next_batch():
-                if isinstance(event, JobFailed):
-                    raise APIError(event.status, event.message, code=event.code, param=event.param)
-                if isinstance(event, AudioChunk):
-                    chunks.append(event)
-                elif isinstance(event, Finished):
-                    used = event.usage
-                    self.usage = SpeechUsage(
-                        used.prompt_tokens,
-                        used.completion_tokens,
-                        used.prompt_tokens + used.completion_tokens,
-                    )
-        return chunks or None
-
-    def close(self) -> None:
-        self.stream.close()
 
 
 async def speech(request: Request) -> Response:
@@ -180,21 +76,16 @@ async def speech(request: Request) -> Response:
         speed=body.speed,
         timings=body.include_visemes,
     )
-    spoken = Speech(worker.submit(job))
-    try:
-        first = await spoken.next_chunks()  # a refused job fails here, before any byte
-    except BaseException:
-        spoken.close()
-        raise
-    spoken.pending = first or []
+    return await respond_while_connected(request, _reply(worker.submit(job), body))
+
+
+async def _reply(stream: JobStream, body: SpeechRequest) -> Response:
+    await stream.started()  # a refused job fails here, before any byte
     if body.stream_format == "sse":
-        return sse_response(_events(spoken, body))
+        return sse_response(_events(stream, body))
     if body.include_visemes or not body.stream:
-        try:
-            return await _whole(spoken, body)
-        finally:
-            spoken.close()
-    return StreamingResponse(_audio(spoken, body), media_type=MEDIA_TYPES[body.response_format])
+        return await _whole(stream, body)
+    return StreamingResponse(_audio(stream, body), media_type=MEDIA_TYPES[body.response_format])
 
 
 def _check(body: SpeechRequest) -> None:
@@ -220,30 +111,35 @@ def _check(body: SpeechRequest) -> None:
         raise APIError(400, "'speed' must be between 0.25 and 4.0", param="speed")
 
 
-async def _encoded(spoken: Speech, fmt: str) -> AsyncGenerator[AudioChunk | bytes, None]:
+async def _encoded(
+    stream: JobStream, fmt: str
+) -> AsyncGenerator[AudioChunk | bytes | Finished, None]:
     """The job's chunks as they arrive, each followed by what the encoder made
-    of it so far (if anything), then the encoder's tail. Closing it (use
-    ``aclosing``) cancels the job if unfinished and stops the encoder."""
+    of it so far (if anything), then the encoder's tail and the job's
+    Finished. Closing it (use ``aclosing``) cancels the job if unfinished and
+    stops the encoder."""
     enc = None
     try:
-        while (chunks := await spoken.next_chunks()) is not None:
-            for chunk in chunks:
+        async for event in stream.events():
+            if isinstance(event, AudioChunk):
                 if enc is None:
-                    enc = await encoder(fmt, chunk.sample_rate, streaming=True)
-                yield chunk
-                if data := await enc.feed(chunk.pcm):
+                    enc = await encoder(fmt, event.sample_rate, streaming=True)
+                yield event
+                if data := await enc.feed(event.pcm):
                     yield data
-        if enc is not None and (data := await enc.finish()):
-            yield data
+            elif isinstance(event, Finished):
+                if enc is not None and (data := await enc.finish()):
+                    yield data
+                yield event
     finally:
-        spoken.close()
+        stream.close()
         if enc is not None:
             close(enc)
 
 
-async def _audio(spoken: Speech, body: SpeechRequest) -> AsyncIterator[bytes]:
+async def _audio(stream: JobStream, body: SpeechRequest) -> AsyncIterator[bytes]:
     try:
-        async with contextlib.aclosing(_encoded(spoken, body.response_format)) as items:
+        async with contextlib.aclosing(_encoded(stream, body.response_format)) as items:
             async for item in items:
                 if isinstance(item, bytes):
                     yield item
@@ -251,17 +147,17 @@ async def _audio(spoken: Speech, body: SpeechRequest) -> AsyncIterator[bytes]:
         return  # the headers are sent: ending the body early is all that is left
 
 
-async def _events(spoken: Speech, body: SpeechRequest) -> AsyncIterator[bytes]:
+async def _events(stream: JobStream, body: SpeechRequest) -> AsyncIterator[bytes]:
     try:
-        async with contextlib.aclosing(_encoded(spoken, body.response_format)) as items:
+        async with contextlib.aclosing(_encoded(stream, body.response_format)) as items:
             async for item in items:
                 if isinstance(item, bytes):
-                    yield sse(AudioDelta(base64.b64encode(item).decode()))
+                    yield sse_event(AudioDelta(base64.b64encode(item).decode()))
+                elif isinstance(item, Finished):
+                    yield sse_event(AudioDone(_usage(item)))
                 elif body.include_visemes:
                     end = item.start + len(item.pcm) / 2 / item.sample_rate
-                    yield sse(_visemes_event(item, end))
-        assert spoken.usage is not None
-        yield sse(AudioDone(spoken.usage))
+                    yield sse_event(_visemes_event(item, end))
     except EncodingError as exc:
         raise APIError(500, str(exc), code="encoding_failed") from exc
 
@@ -280,27 +176,29 @@ def _visemes_out(timeline: list[Viseme]) -> list[VisemeOut]:
     return [VisemeOut(v.viseme, v.azure_id, v.start, v.end) for v in timeline]
 
 
-async def _whole(spoken: Speech, body: SpeechRequest) -> Response:
+async def _whole(stream: JobStream, body: SpeechRequest) -> Response:
     pcm = bytearray()
     phonemes: list[Timed] = []
     words: list[Timed] = []
     timeline: list[Viseme] = []
     sample_rate = 24_000
-    while (chunks := await spoken.next_chunks()) is not None:
-        for chunk in chunks:
-            pcm += chunk.pcm
-            sample_rate = chunk.sample_rate
-            phonemes += chunk.phonemes
-            words += chunk.words
-            end = round(chunk.start + len(chunk.pcm) / 2 / sample_rate, 6)
-            timeline += visemes(chunk.phonemes, chunk.start, end)
+    usage = SpeechUsage(0, 0, 0)
+    async for event in stream.events():
+        if isinstance(event, AudioChunk):
+            pcm += event.pcm
+            sample_rate = event.sample_rate
+            phonemes += event.phonemes
+            words += event.words
+            end = round(event.start + len(event.pcm) / 2 / sample_rate, 6)
+            timeline += visemes(event.phonemes, event.start, end)
+        elif isinstance(event, Finished):
+            usage = _usage(event)
     try:
         audio = await encode_all(body.response_format, bytes(pcm), sample_rate)
     except EncodingError as exc:
         raise APIError(500, str(exc), code="encoding_failed") from exc
     if not body.include_visemes:
         return Response(audio, media_type=MEDIA_TYPES[body.response_format])
-    assert spoken.usage is not None
     reply = SpeechWithVisemes(
         audio=base64.b64encode(audio).decode(),
         format=body.response_format,
@@ -309,9 +207,15 @@ async def _whole(spoken: Speech, body: SpeechRequest) -> Response:
         phonemes=[PhonemeOut(p.label, p.start, p.end) for p in phonemes],
         visemes=_visemes_out(merged(timeline)),
         words=[WordOut(w.label, w.start, w.end) for w in words],
-        usage=spoken.usage,
+        usage=usage,
     )
     return Response(msgspec.json.encode(reply), media_type="application/json")
+
+
+def _usage(finished: Finished) -> SpeechUsage:
+    used = finished.usage
+    total = used.prompt_tokens + used.completion_tokens
+    return SpeechUsage(used.prompt_tokens, used.completion_tokens, total)
 
 
 # --- voices ---------------------------------------------------------------------
@@ -325,9 +229,13 @@ async def list_voices(request: Request) -> Response:
         workers = [registry.resolve(name, SPEECH_FAMILIES)]
     else:
         workers = [w for w in registry.workers.values() if w.model.family in SPEECH_FAMILIES]
+    return await respond_while_connected(request, _voice_list(workers, listing_all=name is None))
+
+
+async def _voice_list(workers: list[WorkerClient], *, listing_all: bool) -> Response:
     cards: list[VoiceCard] = []
     for worker in workers:
-        if name is None and worker.state != "ready":
+        if listing_all and worker.state != "ready":
             continue  # listing everything: skip what cannot answer now
         cards += [VoiceCard(v, worker.model.name) for v in await _voices(worker)]
     return Response(msgspec.json.encode(VoiceList(cards)), media_type="application/json")
@@ -335,12 +243,8 @@ async def list_voices(request: Request) -> Response:
 
 async def _voices(worker: WorkerClient) -> list[str]:
     job = SpeechJob(worker.new_job_id(), "", "", list_voices=True)
-    spoken = Speech(worker.submit(job))
-    try:
-        voices: list[str] = []
-        while (chunks := await spoken.next_chunks()) is not None:
-            for chunk in chunks:
-                voices += chunk.voices
-        return voices
-    finally:
-        spoken.close()
+    voices: list[str] = []
+    async for event in worker.submit(job).events():
+        if isinstance(event, AudioChunk):
+            voices += event.voices
+    return voices

@@ -1,6 +1,6 @@
 """A worker's :class:`~protocol.messages.Transcript` in OpenAI's five
-``response_format``s: ``json``, ``verbose_json`` (msgspec Structs shaped as
-OpenAI's), and ``text``, ``srt``, ``vtt`` (plain text).
+``response_format``s: ``json``, ``verbose_json`` (the Structs of
+:mod:`gateway.transcription_schemas`), and ``text``, ``srt``, ``vtt`` (plain text).
 
 As OpenAI does, texts are stripped of Whisper's leading space, and usage is
 the audio's duration in whole seconds, rounded up.
@@ -9,54 +9,16 @@ the audio's duration in whole seconds, rounded up.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
-import msgspec
-
+from gateway.transcription_schemas import (
+    DurationUsage,
+    Task,
+    TranscriptionJSON,
+    TranscriptionVerboseJSON,
+    VerboseSegment,
+    VerboseWord,
+)
 from protocol.messages import Segment, Transcript
-
-ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
-RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("json", "text", "srt", "vtt", "verbose_json")
-
-
-class DurationUsage(msgspec.Struct):
-    seconds: int
-    type: Literal["duration"] = "duration"
-
-
-class TranscriptionJSON(msgspec.Struct):
-    text: str
-    usage: DurationUsage
-
-
-class VerboseSegment(msgspec.Struct):
-    id: int
-    seek: int
-    start: float
-    end: float
-    text: str
-    tokens: list[int]
-    temperature: float
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
-
-
-class VerboseWord(msgspec.Struct):
-    word: str
-    start: float
-    end: float
-
-
-class TranscriptionVerboseJSON(msgspec.Struct, omit_defaults=True):
-    task: Literal["transcribe", "translate"]
-    language: str
-    duration: float
-    text: str
-    usage: DurationUsage
-    # Present when asked for (timestamp_granularities): segments by default.
-    segments: list[VerboseSegment] | None = None
-    words: list[VerboseWord] | None = None
 
 
 def usage(transcript: Transcript) -> DurationUsage:
@@ -69,7 +31,7 @@ def as_json(transcript: Transcript) -> TranscriptionJSON:
 
 def as_verbose_json(
     transcript: Transcript,
-    task: Literal["transcribe", "translate"],
+    task: Task,
     *,
     segments: bool = True,
     words: bool = False,

@@ -12,8 +12,6 @@ default, as OpenAI's) -> 413; a client that leaves cancels its job.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -22,18 +20,21 @@ from starlette.responses import PlainTextResponse, Response
 
 from gateway import transcript_formats as formats
 from gateway.body import stream_limited
+from gateway.client_disconnect import respond_while_connected
 from gateway.errors import APIError
-from gateway.streaming import ClientGone, while_connected
-from gateway.worker_client import JobStream
+from gateway.job_stream import JobStream
+from gateway.transcription_schemas import (
+    GRANULARITIES,
+    RESPONSE_FORMATS,
+    ResponseFormat,
+    Task,
+)
 from protocol.config import Family
-from protocol.messages import Finished, JobFailed, Transcript, TranscriptionJob
+from protocol.messages import Transcript, TranscriptionJob
 
 SPEECH_TO_TEXT_FAMILIES: tuple[Family, ...] = ("whisper",)
 # Room for the form's other fields and the multipart framing around the file.
 FORM_OVERHEAD_BYTES = 1024 * 1024
-GRANULARITIES = ("word", "segment")
-
-Task = Literal["transcribe", "translate"]
 
 
 async def transcriptions(request: Request) -> Response:
@@ -68,10 +69,9 @@ async def _serve(request: Request, task: Task) -> Response:
         )
     finally:
         await form.close()
-    transcript = await _transcript(request, worker.submit(job))
-    if transcript is None:
-        return Response(status_code=499)  # nobody is listening (nginx's "client closed")
-    return _render(transcript, task, response_format, granularities)
+    stream = worker.submit(job)
+    reply = _reply(stream, task, response_format, granularities)
+    return await respond_while_connected(request, reply)
 
 
 async def _read_form(request: Request) -> FormData:
@@ -117,14 +117,14 @@ def _text(form: FormData, name: str) -> str:
     return (value or "").strip()
 
 
-def _response_format(form: FormData) -> formats.ResponseFormat:
+def _response_format(form: FormData) -> ResponseFormat:
     value = _text(form, "response_format") or "json"
-    for known in formats.RESPONSE_FORMATS:
+    for known in RESPONSE_FORMATS:
         if value == known:
             return known
     raise APIError(
         400,
-        f"'response_format' must be one of {', '.join(formats.RESPONSE_FORMATS)} (got {value!r})",
+        f"'response_format' must be one of {', '.join(RESPONSE_FORMATS)} (got {value!r})",
         param="response_format",
     )
 
@@ -165,36 +165,22 @@ def _temperature(form: FormData) -> float:
         ) from None
 
 
-async def _transcript(request: Request, stream: JobStream) -> Transcript | None:
-    """The job's Transcript, or None if the client went away first (which
-    cancels the job: closing an unfinished stream sends the Cancel)."""
-    try:
-        return await while_connected(request, _await_transcript(stream))
-    except ClientGone:
-        return None
-    finally:
-        stream.close()
-
-
-async def _await_transcript(stream: JobStream) -> Transcript:
+async def _reply(
+    stream: JobStream, task: Task, response_format: ResponseFormat, granularities: list[str]
+) -> Response:
     transcript: Transcript | None = None
-    while True:
-        for event in await stream.next_batch():
-            match event:
-                case JobFailed():
-                    raise APIError(event.status, event.message, code=event.code, param=event.param)
-                case Transcript():
-                    transcript = event
-                case Finished() if transcript is not None:
-                    return transcript
-                case Finished():
-                    raise APIError(500, "the worker finished without a transcript")
+    async for event in stream.events():
+        if isinstance(event, Transcript):
+            transcript = event
+    if transcript is None:
+        raise APIError(500, "the worker finished without a transcript")
+    return _render(transcript, task, response_format, granularities)
 
 
 def _render(
     transcript: Transcript,
     task: Task,
-    response_format: formats.ResponseFormat,
+    response_format: ResponseFormat,
     granularities: list[str],
 ) -> Response:
     match response_format:

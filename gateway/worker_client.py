@@ -27,17 +27,16 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from gateway.errors import APIError
+from gateway.job_stream import JobStream
 from protocol.config import GatewaySettings, ModelConfig
 from protocol.framing import FrameError, gateway_codec, worker_codec
 from protocol.messages import (
     Cancel,
-    Delta,
     Events,
     Finished,
     Goodbye,
     Job,
     JobFailed,
-    Output,
     Ping,
     Pong,
     Restart,
@@ -46,54 +45,10 @@ from protocol.messages import (
 
 log = structlog.get_logger()
 
-JobEvent = Delta | Output | Finished | JobFailed
-
 # How long a lost connection's requests wait for frames still queued behind
 # the disconnect event, unless the worker's Goodbye says nothing more is coming.
 # Well under a second: a crashed worker's requests must fail within one.
 DISCONNECT_GRACE_S = 0.5
-
-
-class JobStream:
-    """What one request receives from its worker, in order.
-
-    The request's time limit is a timer that puts a 504 failure into the
-    stream: one timer per request rather than a timeout around every wait.
-    """
-
-    def __init__(self, client: WorkerClient, job_id: str, time_limit: float) -> None:
-        self.id = job_id
-        self._client = client
-        self._queue: asyncio.Queue[JobEvent] = asyncio.Queue()
-        self._timer = asyncio.get_running_loop().call_later(time_limit, self._expire, time_limit)
-        # The worker is done with the job: no Cancel needed on close.
-        self.done = False
-
-    def put(self, event: JobEvent) -> None:
-        if isinstance(event, Finished | JobFailed):
-            self.done = True
-        self._queue.put_nowait(event)
-
-    def _expire(self, time_limit: float) -> None:
-        message = f"the request did not finish within {time_limit:.0f}s"
-        self._queue.put_nowait(JobFailed(self.id, 504, "timeout", message))
-
-    async def next_batch(self) -> list[JobEvent]:
-        """Wait for at least one event, then take everything already queued,
-        up to the first that ends the job.
-
-        Taking all that is queued lets a slow reader send several tokens in
-        one SSE chunk instead of falling behind one chunk per token.
-        """
-        batch = [await self._queue.get()]
-        while not isinstance(batch[-1], Finished | JobFailed) and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
-
-    def close(self) -> None:
-        """Release the job; cancels it in the worker if it is still running."""
-        self._timer.cancel()
-        self._client.release(self, cancel=not self.done)
 
 
 class WorkerClient:
@@ -203,7 +158,7 @@ class WorkerClient:
             )
         streams: list[JobStream] = []
         for job in jobs:
-            stream = JobStream(self, job.id, self.settings.request_timeout)
+            stream = JobStream(job.id, self.settings.request_timeout, self.release)
             self._jobs[job.id] = stream
             if not self._send_now(self._encoder.encode(job)):
                 del self._jobs[job.id]
@@ -222,8 +177,10 @@ class WorkerClient:
             raise APIError(503, self.unavailable_reason(), code="model_not_ready")
         return self.pong.pid if self.pong is not None else None
 
-    def release(self, stream: JobStream, *, cancel: bool) -> None:
-        if self._jobs.pop(stream.id, None) is not None and cancel:
+    def release(self, stream: JobStream) -> None:
+        """Forget a job its request is done with; one the worker has not ended
+        yet (it is still held here) is cancelled in the worker."""
+        if self._jobs.pop(stream.id, None) is not None:
             self._send_now(self._encoder.encode(Cancel(stream.id)))
 
     def _send_now(self, frame: bytes) -> bool:

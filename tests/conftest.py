@@ -99,3 +99,18 @@ def png_bytes(width: int = 64, height: int = 64, seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def mask_png(width: int, height: int, edit_from_x: int = 0) -> bytes:
+    """An RGBA mask: opaque (keep) left of ``edit_from_x``, transparent (edit) from there."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    alpha = np.zeros((height, width), dtype=np.uint8)
+    alpha[:, :edit_from_x] = 255
+    rgba = np.dstack([np.zeros((height, width, 3), dtype=np.uint8), alpha])
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+    return buffer.getvalue()

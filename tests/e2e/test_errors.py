@@ -139,3 +139,16 @@ def test_prompt_over_the_context_is_400_with_the_token_counts(client: openai.Ope
         client.completions.create(model=QWEN, prompt=[5] * 3000, max_tokens=4)
     assert err.value.code == "context_length_exceeded"
     assert "2048" in err.value.message and "3000" in err.value.message
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_deeply_nested_json_is_400_and_the_connection_is_kept(stack: Stack, path: str) -> None:
+    deep = b'{"a":' * 20_000 + b"1" + b"}" * 20_000
+    with httpx.Client(base_url=stack.base_url) as http:
+        first = http.get("/v1/models")
+        connection = first.extensions["network_stream"].get_extra_info("client_addr")
+        r = http.post(path, content=deep, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "nested too deeply" in r.text
+        again = http.get("/v1/models")
+        assert again.status_code == 200
+        assert again.extensions["network_stream"].get_extra_info("client_addr") == connection

@@ -23,9 +23,8 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.conftest import png_bytes
+from tests.conftest import mask_png, png_bytes
 from tests.e2e.harness import Stack, running_stack
-from tests.workers.test_flux_engine import mask_png
 
 FLUX, LLM = "demo-flux2-klein-tiny", "demo-llama-tiny"
 URL_TTL = 4.0

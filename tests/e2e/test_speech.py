@@ -19,11 +19,13 @@ import pytest
 import soundfile
 
 from tests.e2e.harness import Stack, running_stack
-from workers.engines.kokoro_synth import FRAME_SAMPLES, SAMPLE_RATE
 
 TTS = "demo-kokoro-tiny"
 NOT_TTS = "not-a-speech-model"
 VOICE = "af_demo"
+# Kokoro's audio, as a client sees it: 24 kHz, made in 25 ms frames.
+SAMPLE_RATE = 24_000
+FRAME_SAMPLES = 600
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +225,21 @@ def test_bad_requests_are_400_naming_the_field(
 def test_an_unknown_model_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.audio.speech.create(model="nope", input="Hi.", voice=VOICE)
+
+
+@pytest.mark.parametrize(
+    "answer", [{"include_visemes": True}, {"stream": False}], ids=["visemes-json", "whole-wav"]
+)
+def test_a_client_that_hangs_up_on_an_unstreamed_answer_stops_the_synthesis(
+    stack: Stack, answer: dict[str, Any]
+) -> None:
+    """Answered as a whole, the speech still stops at the next sentence when
+    its client leaves, as a streamed one does."""
+    body = {"model": TTS, "voice": VOICE, "response_format": "wav", "input": "Go now. " * 400}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{stack.base_url}/v1/audio/speech", json={**body, **answer}, timeout=1.0)
+    stack.wait_until(
+        lambda h: h["models"][TTS]["active"] == 0 and h["models"][TTS]["in_flight"] == 0,
+        timeout=5,
+        what="the abandoned speech to stop",
+    )

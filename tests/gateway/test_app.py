@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import NoReturn
 
+import httpx
+import msgspec
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
@@ -112,3 +121,117 @@ def test_admin_restart_needs_a_key_and_a_running_worker(client: TestClient) -> N
     r = client.post("/admin/models/m/restart", headers={"Authorization": "Bearer sk-good"})
     assert r.status_code == 503
     assert "'m'" in r.json()["error"]["message"]
+
+
+# --- behind a real server: errors never cost the client its connection ----------
+
+DEEP = b'{"a":' * 20_000 + b"1" + b"}" * 20_000  # 20,000 nested objects
+JSON_ENDPOINTS = [
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/audio/speech",
+    "/v1/images/generations",
+]
+ANTHROPIC_ENDPOINTS = ["/v1/messages", "/v1/messages/count_tokens"]
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Starlette]:
+    """The app behind a real uvicorn (keep-alive, as ``python -m gateway`` runs
+    it) on a socket that listens before the server starts, so no wait is needed."""
+    settings = GatewaySettings(control_endpoint=f"tcp://127.0.0.1:{free_port()}")
+    model = ModelConfig("m", "llm", "/nowhere", f"tcp://127.0.0.1:{free_port()}")
+    app = create_app(Config(settings, [model]))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    app.state.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        yield app
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def local_address(response: httpx.Response) -> tuple[str, int]:
+    """The client side of the connection that carried ``response``."""
+    return response.extensions["network_stream"].get_extra_info("client_addr")
+
+
+async def on_one_connection(app: Starlette, method: str, path: str, body: bytes) -> httpx.Response:
+    """``method path`` between two requests on one keep-alive connection; fails
+    unless all three went over the same connection."""
+    async with httpx.AsyncClient(base_url=app.state.base_url) as http:
+        before = await http.get("/health")
+        connection = local_address(before)
+        response = await http.request(
+            method, path, content=body, headers={"content-type": "application/json"}
+        )
+        assert local_address(response) == connection
+        after = await http.get("/health")
+        assert after.status_code == 200 and local_address(after) == connection
+    return response
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+async def test_deeply_nested_json_is_a_400_and_the_connection_stays_open(
+    served: Starlette, path: str
+) -> None:
+    r = await on_one_connection(served, "POST", path, DEEP)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and "nested" in error["message"]
+
+
+@pytest.mark.parametrize("path", ANTHROPIC_ENDPOINTS)
+async def test_deeply_nested_json_on_the_messages_api_is_a_400_in_its_envelope(
+    served: Starlette, path: str
+) -> None:
+    r = await on_one_connection(served, "POST", path, DEEP)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert "nested" in body["error"]["message"]
+
+
+async def test_an_unexpected_error_is_a_500_envelope_and_the_connection_stays_open(
+    served: Starlette,
+) -> None:
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    served.router.add_route("/v1/broken", broken, methods=["POST"])
+    r = await on_one_connection(served, "POST", "/v1/broken", b"{}")
+    assert r.status_code == 500
+    error = r.json()["error"]
+    assert error["type"] == "server_error" and "RuntimeError: a bug" in error["message"]
+    assert r.headers["x-request-id"]
+
+
+async def test_an_unexpected_error_in_the_messages_api_is_a_500_in_its_envelope(
+    served: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> NoReturn:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(served.state.registry, "resolve", broken)
+    body = b'{"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}'
+    r = await on_one_connection(served, "POST", "/v1/messages", body)
+    assert r.status_code == 500
+    reply = r.json()
+    assert reply["type"] == "error" and reply["error"]["type"] == "api_error"
+    assert "RuntimeError: a bug" in reply["error"]["message"]
+
+
+async def test_deeply_nested_tool_call_arguments_are_a_400_naming_them(served: Starlette) -> None:
+    arguments = "[" * 20_000 + "]" * 20_000
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [{"role": "assistant", "content": "", "tool_calls": [call]}]
+    body = msgspec.json.encode({"model": "m", "messages": messages})
+    r = await on_one_connection(served, "POST", "/v1/chat/completions", body)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "messages[0].tool_calls[0].function.arguments"

@@ -11,6 +11,7 @@ import pytest
 import zmq.asyncio
 
 from gateway.errors import APIError
+from gateway.job_stream import JobOutput, JobStream
 from gateway.worker_client import WorkerClient
 from protocol.config import GatewaySettings, ModelConfig
 from protocol.framing import gateway_codec, worker_codec
@@ -21,7 +22,6 @@ from protocol.messages import (
     Events,
     Finished,
     Goodbye,
-    JobFailed,
     Ping,
     Pong,
     Restart,
@@ -65,6 +65,10 @@ def job(i: int) -> CompletionJob:
     return CompletionJob(f"j{i}", "x", SamplingParams())
 
 
+async def read_to_end(stream: JobStream) -> list[JobOutput]:
+    return [event async for event in stream.events()]
+
+
 async def test_requests_beyond_max_pending_are_429_with_retry_after(
     ctx: zmq.asyncio.Context,
 ) -> None:
@@ -81,7 +85,7 @@ async def test_events_reach_their_stream_and_the_end_releases_it(ctx: zmq.asynci
     stream = client.submit(job(1))
     client._dispatch(Events(deltas=[Delta("j1", "ab", 2)]))
     client._dispatch(Events(finished=[Finished("j1", "length", Usage(1, 3), text="c")]))
-    batch = await stream.next_batch()
+    (batch,) = [batch async for batch in stream.batches()]
     assert [type(e) for e in batch] == [Delta, Finished]
     assert client.in_flight == 0
     stream.close()
@@ -93,9 +97,9 @@ async def test_a_request_over_its_time_limit_gets_504_and_is_cancelled_in_the_wo
 ) -> None:
     client = ready_client(ctx, request_timeout=0.05)
     stream = client.submit(job(1))
-    (failure,) = await stream.next_batch()
-    assert isinstance(failure, JobFailed) and failure.status == 504
-    stream.close()
+    with pytest.raises(APIError) as failure:
+        await read_to_end(stream)
+    assert failure.value.status == 504
     assert client.sent[-1] == Cancel("j1")
 
 
@@ -104,9 +108,10 @@ async def test_a_lost_worker_fails_every_request_it_held(ctx: zmq.asyncio.Contex
     streams = [client.submit(job(i)) for i in (1, 2)]
     client._worker_lost("connection lost")
     for stream in streams:
-        (failure,) = await stream.next_batch()
-        assert isinstance(failure, JobFailed) and failure.status == 503
-        assert "'m'" in failure.message and "connection lost" in failure.message
+        with pytest.raises(APIError) as failure:
+            await read_to_end(stream)
+        assert failure.value.status == 503
+        assert "'m'" in failure.value.message and "connection lost" in failure.value.message
 
 
 async def test_not_ready_is_503_naming_the_state(ctx: zmq.asyncio.Context) -> None:
@@ -183,7 +188,19 @@ async def test_a_busy_gateway_still_reads_what_a_worker_sent_just_before_exiting
         worker.exit()
         time.sleep(0.3)  # noqa: ASYNC251 - the loop is busy: the disconnect lands before any read
 
-        (end,) = await asyncio.wait_for(stream.next_batch(), 5)
+        (end,) = await asyncio.wait_for(read_to_end(stream), 5)
         assert isinstance(end, Finished) and end.text == "ab"
     finally:
         await client.close()
+
+
+async def test_a_request_that_stops_reading_cancels_its_job_in_the_worker(
+    ctx: zmq.asyncio.Context,
+) -> None:
+    client = ready_client(ctx)
+    stream = client.submit(job(1))
+    client._dispatch(Events(deltas=[Delta("j1", "a", 1)]))
+    events = stream.events()
+    assert await anext(events) == Delta("j1", "a", 1)
+    await events.aclose()  # the client hung up
+    assert client.sent[-1] == Cancel("j1") and client.in_flight == 0

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from protocol.messages import Events, GeneratedImage, ImageJob, Progress
-from tests.conftest import png_bytes
+from tests.conftest import mask_png, png_bytes
 from tests.workers.engine_helpers import loaded, run_to_end
 from workers.engine import JobError
 from workers.engines.flux import FluxEngine
@@ -70,16 +70,6 @@ def test_edit_and_img2img_take_the_input_image(engine: FluxEngine) -> None:
     steps = run(engine, img2img)
     assert [(p.step, p.total) for p in outputs(steps, Progress)] == [(1, 1)]
     assert len(outputs(steps, GeneratedImage)) == 1
-
-
-def mask_png(width: int, height: int, edit_from_x: int = 0) -> bytes:
-    """An RGBA mask: opaque (keep) left of ``edit_from_x``, transparent (edit) from there."""
-    alpha = np.zeros((height, width), dtype=np.uint8)
-    alpha[:, :edit_from_x] = 255
-    rgba = np.dstack([np.zeros((height, width, 3), dtype=np.uint8), alpha])
-    buffer = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def test_a_mask_keeps_the_input_where_it_is_opaque(engine: FluxEngine) -> None:

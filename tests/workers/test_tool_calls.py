@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gateway.streaming import merge_calls
+from gateway.text_pieces import merge_calls
 from protocol.messages import ChatJob, ChatMessage, Events, SamplingParams, ToolCall
 from tests.workers.engine_helpers import load_engine, run_to_end
 from workers.engines.llm import LLMEngine

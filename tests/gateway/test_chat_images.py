@@ -1,4 +1,4 @@
-"""gateway/images.py: image parts' URLs to bytes, within the config's limits."""
+"""gateway/chat_images.py: image parts' URLs to bytes, within the config's limits."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.chat_images import load_image
 from gateway.errors import APIError
-from gateway.images import load_image
 from protocol.config import GatewaySettings
 from tests.conftest import png_data_url
 
