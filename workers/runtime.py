@@ -24,7 +24,7 @@ import structlog
 import zmq
 
 from protocol.config import ModelConfig
-from protocol.framing import FrameError, gateway_codec, worker_codec
+from protocol.framing import Encoder, FrameError, to_worker_decoder
 from protocol.messages import (
     Cancel,
     Events,
@@ -63,8 +63,8 @@ class WorkerRuntime:
         self._steps = 0
         self._owners: dict[str, bytes] = {}  # job id -> gateway socket identity
         self._peers: set[bytes] = set()  # every gateway connection seen
-        self._decoder = worker_codec()
-        self._encoder = gateway_codec()
+        self._decoder = to_worker_decoder()
+        self._encoder = Encoder()
         self._stop = threading.Event()
         self._drain_deadline: float | None = None
 

@@ -23,7 +23,7 @@ import structlog
 import zmq
 
 from protocol.config import ModelConfig, model_from_command_line
-from protocol.framing import supervisor_codec
+from protocol.framing import Encoder
 from protocol.logs import configure_logging
 from protocol.messages import SupervisorState, SupervisorStatus
 from workers.blas import openblas_path
@@ -75,7 +75,7 @@ class Supervisor:
         self.message = ""
         self.process: subprocess.Popen[bytes] | None = None
         self._stopping = False
-        self._codec = supervisor_codec()
+        self._encoder = Encoder()
         self._ctx = zmq.Context.instance()
         self._push = self._ctx.socket(zmq.PUSH)
         # Status is advisory: never block or pile up when the gateway is away.
@@ -95,7 +95,7 @@ class Supervisor:
         pid = self.process.pid if self.process and self.process.poll() is None else None
         status = SupervisorStatus(self.model.name, self.state, pid, self.restarts, self.message)
         with contextlib.suppress(zmq.Again):
-            self._push.send(self._codec.encode(status), zmq.NOBLOCK)
+            self._push.send(self._encoder.encode(status), zmq.NOBLOCK)
         self._last_status = time.monotonic()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
