@@ -49,7 +49,7 @@ def child_env(model: ModelConfig) -> dict[str, str]:
     path = openblas_path()
     if path and sys.platform.startswith("linux"):
         env["LD_PRELOAD"] = ":".join(p for p in (path, env.get("LD_PRELOAD", "")) if p)
-    threads = str(model.options.get("blas_threads", 1))
+    threads = str(model.blas_threads)
     env.setdefault("OPENBLAS_NUM_THREADS", threads)
     env.setdefault("OMP_NUM_THREADS", threads)
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -81,8 +81,6 @@ class FluxOptions(msgspec.Struct, forbid_unknown_fields=True):
     # each step slower (0.5 s vs 0.16 s for the demo model).
     compile: bool | None = None
     scheduler: str = "flow_match_euler_discrete"
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
 
 
 @dataclass

@@ -92,8 +92,6 @@ class KokoroOptions(msgspec.Struct, forbid_unknown_fields=True):
     # None: OpenAI's voice names for the Kokoro-82M voices that have them (or
     # resemble them), kept only where the model has that voice.
     voice_aliases: dict[str, str] | None = None
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
 
 
 # OpenAI's voices and the Kokoro-82M voice each default alias names.

@@ -86,8 +86,6 @@ class LLMOptions(msgspec.Struct, forbid_unknown_fields=True):
     prompt_cache_entries: int = 64
     # A shorter cached prefix is not worth copying its KV cache (see prefix_cache.py).
     prompt_cache_min_tokens: int = 32
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
     # Reasoning text apart from the answer (chat): "auto" uses the markers
     # mlx-lm finds in the tokenizer (<think>/</think> and kin), "off" keeps it
     # in the content, or [start, end] names the markers.

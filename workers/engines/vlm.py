@@ -52,8 +52,6 @@ class VLMOptions(msgspec.Struct, forbid_unknown_fields=True):
     # Defaults to the language model's max_position_embeddings.
     context_length: int | None = None
     trust_remote_code: bool = False
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
 
 
 @dataclass

@@ -79,8 +79,6 @@ class WhisperOptions(msgspec.Struct, forbid_unknown_fields=True):
     # "auto": float16 on a GPU (Metal); float32 on the CPU, where float16
     # matmuls have no BLAS and are several times slower.
     dtype: Literal["auto", "float16", "float32"] = "auto"
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
 
 
 class _Cancelled(Exception):
