@@ -7,6 +7,9 @@ which process serves which model.
 
 from __future__ import annotations
 
+import signal
+import sys
+
 from workers.blas import preload_openblas
 
 preload_openblas()  # before anything imports mlx.core
@@ -25,7 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     setproctitle.setproctitle(f"mlx-gateway worker {model.name} ({model.family})")
     configure_logging(f"worker:{model.name}")
     structlog.get_logger().info("starting", model=model.name, path=model.path)
-    WorkerRuntime(model, lambda: build_engine(model)).run()
+    runtime = WorkerRuntime(model, lambda: build_engine(model))
+    signal.signal(signal.SIGTERM, runtime.drain)
+    signal.signal(signal.SIGINT, runtime.stop)
+    sys.exit(runtime.run())
 
 
 if __name__ == "__main__":

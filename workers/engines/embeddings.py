@@ -123,10 +123,6 @@ class EmbeddingsEngine:
             normalize = found.normalize
         return PoolingConfig(mode or found.mode, normalize)
 
-    def reset(self) -> None:
-        self._waiting.clear()
-        self._jobs.clear()
-
     # --- jobs ---------------------------------------------------------------
 
     def submit(self, job: Job) -> None:

@@ -158,9 +158,6 @@ class FluxEngine:
         # thread ends could not be evaluated by the worker loop's thread.
         mx.eval(self.model.parameters())
 
-    def reset(self) -> None:
-        self._jobs.clear()
-
     # --- jobs ---------------------------------------------------------------
 
     def submit(self, job: Job) -> None:

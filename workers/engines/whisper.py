@@ -126,13 +126,6 @@ class WhisperEngine:
         if self._load_error is not None:
             raise self._load_error
 
-    def reset(self) -> None:
-        for job in self._pending:
-            job.audio.cancel()
-        self._pending.clear()
-        if self._running is not None:
-            self._running.cancelled.set()  # its late result is dropped
-
     # --- jobs ---------------------------------------------------------------
 
     def submit(self, job: Job) -> None:
