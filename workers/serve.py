@@ -7,10 +7,16 @@ which process serves which model.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
-from workers.blas import preload_openblas
+# No torch, by design: transformers' import-time advisory "PyTorch was not
+# found..." says nothing true of a model process. Its advisories only (its
+# warnings still show); before any engine imports transformers.
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from workers.blas import preload_openblas  # noqa: E402
 
 preload_openblas()  # before anything imports mlx.core
 
