@@ -146,6 +146,8 @@ class TextOutput:
         )
 
     def _finished(self, reason: FinishReason) -> Finished:
+        """The last event: it carries what no Delta took."""
+        self._tokens = 0
         calls = self._tools.take() if self._tools is not None else []
         if self._tools is not None and self._tools.calls and reason == "stop":
             reason = "tool_calls"
