@@ -104,7 +104,7 @@ class LLMEngine:
             options.context_length or config.get("max_position_embeddings") or 4096
         )
         self._sequences = SequenceMaker(
-            tokenizer,
+            tokenizer=tokenizer,
             model_name=name,
             vocab_size=getattr(getattr(model, "args", None), "vocab_size", None),
             context_length=self.context_length,

@@ -12,10 +12,11 @@ nothing but the sequence, so a job that fails here fails alone.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlx.core as mx
+from llguidance import LLTokenizer
 
 from protocol.messages import ChatJob, CompletionJob
 from workers.engine import JobError, room_left
@@ -57,30 +58,25 @@ class Sequence:
         return self.output.job_id
 
 
+@dataclass(kw_only=True)
 class SequenceMaker:
     """What one model needs to turn its jobs into sequences (built at load)."""
 
-    def __init__(
-        self,
-        tokenizer: Any,
-        *,
-        model_name: str,
-        vocab_size: int | None,
-        context_length: int,
-        default_max_tokens: int,
-        reasoning: ReasoningMarkers | None,
-        tool_format: ToolFormat | None,
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.model_name = model_name
-        self.vocab_size = vocab_size
-        self.context_length = context_length
-        self.default_max_tokens = default_max_tokens
-        self.reasoning = reasoning
-        self.tool_format = tool_format
-        self.logprobs = TokenLogprobs(tokenizer)
-        # llguidance's tokenizer for response_format (~1 s for a big vocabulary).
-        self.grammar_tokenizer = grammar_tokenizer(tokenizer, sorted(tokenizer.eos_token_ids))
+    tokenizer: Any
+    model_name: str
+    vocab_size: int | None
+    context_length: int
+    default_max_tokens: int
+    reasoning: ReasoningMarkers | None
+    tool_format: ToolFormat | None
+    logprobs: TokenLogprobs = field(init=False)
+    # llguidance's tokenizer for response_format (~1 s for a big vocabulary).
+    grammar_tokenizer: LLTokenizer | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logprobs = TokenLogprobs(self.tokenizer)
+        eos = sorted(self.tokenizer.eos_token_ids)
+        self.grammar_tokenizer = grammar_tokenizer(self.tokenizer, eos)
 
     def prompt_tokens(self, job: ChatJob | CompletionJob) -> list[int]:
         return prompt_tokens(self.tokenizer, job, model=self.model_name, vocab_size=self.vocab_size)
