@@ -14,7 +14,6 @@ logprobs and response_format are refused with a 400 naming the field.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from protocol.messages import (
     WorkerStats,
 )
 from workers.engine import JobError, engine_options, room_left
+from workers.engines.image_files import decode_image
 from workers.engines.one_at_a_time import OneAtATime
 from workers.engines.text_output import Accepted, TextOutput
 from workers.weights import local_or_hub
@@ -100,7 +100,13 @@ class VLMEngine:
                 param="prompt",
             )
         self._check_params(job)
-        images = [_image(data, i) for i, m in enumerate(job.messages) for data in m.images]
+        images = [
+            decode_image(
+                data, what=f"an image of messages[{i}]", param=f"messages[{i}].content"
+            ).convert("RGB")
+            for i, m in enumerate(job.messages)
+            for data in m.images
+        ]
         inputs = self._prepare(job.messages, images)
         prompt_tokens = int(inputs["input_ids"].size)
         if job.count_only:
@@ -255,17 +261,3 @@ class VLMEngine:
             if close is not None:
                 close()
             job.results = None
-
-
-def _image(data: bytes, index: int) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise JobError(
-            f"an image of messages[{index}] could not be decoded: {exc}",
-            param=f"messages[{index}].content",
-        ) from exc
-    return image.convert("RGB")
