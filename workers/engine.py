@@ -13,7 +13,7 @@ from typing import Protocol, TypeVar
 import msgspec
 
 from protocol.config import ModelConfig
-from protocol.messages import Events, Job, WorkerStats
+from protocol.messages import Events, Job, JobFailed, WorkerStats
 
 OptionsT = TypeVar("OptionsT")
 
@@ -72,6 +72,16 @@ class Engine(Protocol):
         raised here is the engine's death (:class:`EngineDeadError`)."""
 
     def stats(self) -> WorkerStats: ...
+
+
+def unprocessable(job_id: str, model: str, exc: BaseException) -> JobFailed:
+    """A job that failed for a reason no check foresaw, the engine intact.
+
+    A 400 naming the model and the cause: not a 500 (nothing crashed; the
+    worker serves on) and not a 503 (the same request would fail the same
+    way again)."""
+    message = f"model {model!r} could not process this request: {type(exc).__name__}: {exc}"
+    return JobFailed(job_id, 400, "unprocessable_request", message)
 
 
 def engine_options(model: ModelConfig, options_type: type[OptionsT]) -> OptionsT:

@@ -51,7 +51,7 @@ from protocol.messages import (
     WorkerState,
     WorkerStats,
 )
-from workers.engine import Engine, EngineDeadError, JobError
+from workers.engine import Engine, EngineDeadError, JobError, unprocessable
 
 log = structlog.get_logger()
 
@@ -228,16 +228,11 @@ class WorkerRuntime:
             # An engine checks and prepares a job before it changes its own
             # state, and raises EngineDeadError if that state broke (the Engine
             # contract): anything else is a job it could not process, and the
-            # engine is as it was. So this job fails alone, and the worker
-            # serves on: not a 500 (nothing crashed), not a 503 (the same
-            # request would fail the same way again), but a 400 saying why.
+            # engine is as it was. So this job fails alone, with a 400 saying
+            # why (see unprocessable), and the worker serves on.
             log.exception("submit failed", job=job.id)
             del self._owners[job.id]
-            message = (
-                f"model {self.model.name!r} could not process this request: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            self._fail(sock, identity, JobFailed(job.id, 400, "unprocessable_request", message))
+            self._fail(sock, identity, unprocessable(job.id, self.model.name, exc))
             return
         if answered is not None:  # answered at once: a token count, a voice list
             self._send_events(sock, answered)
