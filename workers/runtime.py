@@ -170,7 +170,8 @@ class WorkerRuntime:
     def _die(self, sock: zmq.Socket, exc: Exception) -> None:
         """The engine failed: fail all its jobs, report ``failed``, and stop."""
         cause = str(exc) if isinstance(exc, EngineDeadError) else f"{type(exc).__name__}: {exc}"
-        self.error = f"the engine of model {self.model.name!r} failed ({cause}); it restarts"
+        name = self.model.name
+        self.error = f"the engine of model {name!r} failed ({cause}); its worker restarts"
         log.error("engine dead", model=self.model.name, error=self.error, exc_info=exc)
         self.state = "failed"
         self._engine = None
