@@ -89,13 +89,14 @@ def main() -> None:
 def _in_process(folder: Path) -> Any:
     import mlx.core as mx
 
-    from workers.engines.flux import FluxOptions, _model_config
+    from workers.engines.flux import FluxOptions
+    from workers.engines.flux_config import mflux_model_config
 
     mx.disable_compile()  # as the worker does on a CPU
     from mflux.models.flux2.variants.txt2img.flux2_klein import Flux2Klein
 
     base = FluxOptions().base_model
-    model = Flux2Klein(model_path=str(folder), model_config=_model_config(base, str(folder)))
+    model = Flux2Klein(model_path=str(folder), model_config=mflux_model_config(base, str(folder)))
 
     def run(steps: int, width: int, height: int) -> float:
         started = time.perf_counter()

@@ -13,7 +13,7 @@ import zmq.asyncio
 from gateway.errors import APIError
 from gateway.worker_client import WorkerClient
 from protocol.config import Config, Family
-from protocol.framing import FrameError, supervisor_codec
+from protocol.framing import FrameError, status_decoder
 
 log = structlog.get_logger()
 
@@ -77,7 +77,7 @@ class Registry:
         self._ctx.term()
 
     async def _receive_status(self) -> None:
-        codec = supervisor_codec()
+        codec = status_decoder()
         while True:
             frame = await self._control.recv()
             try:

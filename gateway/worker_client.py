@@ -29,7 +29,7 @@ from zmq.utils.monitor import parse_monitor_message
 from gateway.errors import APIError
 from gateway.job_stream import JobStream
 from protocol.config import GatewaySettings, ModelConfig
-from protocol.framing import FrameError, gateway_codec, worker_codec
+from protocol.framing import Encoder, FrameError, from_worker_decoder
 from protocol.messages import (
     Cancel,
     Events,
@@ -58,8 +58,8 @@ class WorkerClient:
         self.model = model
         self.settings = settings
         self._ctx = ctx
-        self._encoder = worker_codec()
-        self._decoder = gateway_codec()
+        self._encoder = Encoder()
+        self._decoder = from_worker_decoder()
         self._jobs: dict[str, JobStream] = {}
         self._ids = itertools.count()
         self._seq = itertools.count()

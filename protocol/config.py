@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -67,6 +67,9 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     options: dict[str, Any] = {}
     # On SIGTERM, running requests get this long to finish before the process exits.
     drain_timeout: float = 30.0
+    # Linux: OpenBLAS (and OpenMP) threads of the model process, set by its
+    # supervisor; several model processes share the cores.
+    blas_threads: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):

@@ -2,6 +2,11 @@
 
 The version byte lets a gateway and a worker of different releases refuse
 each other's frames with a clear log line instead of misreading them.
+
+Every side writes with the one :class:`Encoder`; each reads with the
+:class:`Decoder` named for what it reads: a worker :func:`to_worker_decoder`,
+the gateway :func:`from_worker_decoder` on a worker socket and
+:func:`status_decoder` on its control socket.
 """
 
 from __future__ import annotations
@@ -22,18 +27,21 @@ class FrameError(ValueError):
     """A frame that cannot be decoded: wrong version, bad msgpack, bad schema."""
 
 
-class Codec(Generic[T]):
-    """Encoder for any message plus a typed decoder for one direction's union.
+class Encoder:
+    """Frames any message. Build one per socket and reuse it (msgspec caches per instance)."""
 
-    Build one per socket direction and reuse it (msgspec caches per instance).
-    """
-
-    def __init__(self, decode_type: type[T]) -> None:
+    def __init__(self) -> None:
         self._encoder = msgspec.msgpack.Encoder()
-        self._decoder = msgspec.msgpack.Decoder(decode_type)
 
     def encode(self, message: msgspec.Struct) -> bytes:
         return _VERSION_BYTE + self._encoder.encode(message)
+
+
+class Decoder(Generic[T]):
+    """Reads the frames of one direction: its union of messages, typed."""
+
+    def __init__(self, decode_type: type[T]) -> None:
+        self._decoder = msgspec.msgpack.Decoder(decode_type)
 
     def decode(self, frame: bytes) -> T:
         if not frame:
@@ -48,16 +56,16 @@ class Codec(Generic[T]):
             raise FrameError(str(exc)) from exc
 
 
-def worker_codec() -> Codec[ToWorker]:
-    """What a worker decodes: jobs and control from the gateway."""
-    return Codec(ToWorker)  # type: ignore[arg-type]
+def to_worker_decoder() -> Decoder[ToWorker]:
+    """What a worker reads: jobs and control from the gateway."""
+    return Decoder(ToWorker)  # type: ignore[arg-type]
 
 
-def gateway_codec() -> Codec[FromWorker]:
-    """What the gateway decodes on a worker socket: events and heartbeats."""
-    return Codec(FromWorker)  # type: ignore[arg-type]
+def from_worker_decoder() -> Decoder[FromWorker]:
+    """What the gateway reads on a worker socket: events, heartbeats, goodbyes."""
+    return Decoder(FromWorker)  # type: ignore[arg-type]
 
 
-def supervisor_codec() -> Codec[SupervisorStatus]:
-    """What the gateway decodes on its control socket."""
-    return Codec(SupervisorStatus)
+def status_decoder() -> Decoder[SupervisorStatus]:
+    """What the gateway reads on its control socket: the supervisors' status."""
+    return Decoder(SupervisorStatus)

@@ -13,7 +13,7 @@ from typing import Protocol, TypeVar
 import msgspec
 
 from protocol.config import ModelConfig
-from protocol.messages import Events, Job, WorkerStats
+from protocol.messages import Events, Job, JobFailed, WorkerStats
 
 OptionsT = TypeVar("OptionsT")
 
@@ -35,14 +35,30 @@ class JobError(Exception):
         self.param = param
 
 
+class EngineDeadError(Exception):
+    """The engine's own state broke (not a job's fault): every job fails with a
+    503 ``engine_dead`` and the process exits, for its supervisor to restart it.
+
+    Any exception escaping :meth:`Engine.step` or :meth:`Engine.cancel` means
+    this; :meth:`Engine.submit` raises it where it had begun to change its
+    state when something failed (named vLLM's way)."""
+
+
 class Engine(Protocol):
     family: str
 
     def load(self) -> None:
         """Load weights; may take minutes. Raise with a clear message on failure."""
 
-    def submit(self, job: Job) -> None:
-        """Accept a job (raise :class:`JobError` to refuse it)."""
+    def submit(self, job: Job) -> Events | None:
+        """Accept a job, or answer it at once: the Events returned (a token
+        count, a voice list) are sent without waiting for a step, and a job
+        they finish is done. Raise :class:`JobError` to refuse the job.
+
+        Check and prepare the job before changing any state of the engine's:
+        any other exception then fails this job alone (see the runtime). Raise
+        :class:`EngineDeadError` for a failure after the state began to change.
+        """
 
     def cancel(self, job_id: str) -> bool:
         """Drop a job and free its resources; False if it was unknown."""
@@ -51,12 +67,21 @@ class Engine(Protocol):
         """Whether :meth:`step` has anything to do."""
 
     def step(self, budget_s: float) -> Events:
-        """Advance every job for about ``budget_s`` seconds; report what happened."""
-
-    def reset(self) -> None:
-        """Drop every job (after a failed step) and be ready for new ones."""
+        """Advance every job for about ``budget_s`` seconds; report what happened.
+        A job's own failure is a ``JobFailed`` in the Events; an exception
+        raised here is the engine's death (:class:`EngineDeadError`)."""
 
     def stats(self) -> WorkerStats: ...
+
+
+def unprocessable(job_id: str, model: str, exc: BaseException) -> JobFailed:
+    """A job that failed for a reason no check foresaw, the engine intact.
+
+    A 400 naming the model and the cause: not a 500 (nothing crashed; the
+    worker serves on) and not a 503 (the same request would fail the same
+    way again)."""
+    message = f"model {model!r} could not process this request: {type(exc).__name__}: {exc}"
+    return JobFailed(job_id, 400, "unprocessable_request", message)
 
 
 def engine_options(model: ModelConfig, options_type: type[OptionsT]) -> OptionsT:

@@ -1,20 +1,34 @@
 """The worker runtime: one model process's socket loop around its engine.
 
-Single-threaded and synchronous on purpose: the loop alternates between
-reading the ROUTER socket (jobs, cancels, pings) and one engine step, so the
-heartbeat answer is proof that the generation loop itself is alive. The only
-other thread loads the model at startup, so pings are answered (state
-``loading``) while weights are read.
+Synchronous on purpose: the loop alternates between reading the ROUTER
+socket (jobs, cancels, pings) and one engine step, so the heartbeat answer is
+proof that the generation loop itself is alive. The process's threads:
 
-SIGTERM drains: the state becomes ``draining`` (new jobs get a 503), running
-jobs finish (up to the model's ``drain_timeout``), then the process exits and
-its supervisor starts a fresh one. SIGINT stops at once.
+- the loop (the main thread), the only one that touches the socket;
+- ``model-loader``, which builds and loads the engine at startup, so pings
+  are answered (state ``loading``) while weights are read;
+- a Whisper engine's own two: ``transcriber`` (it loads the model and runs
+  one transcription at a time, so a long one never blocks the loop) and
+  ``ffmpeg`` (decodes uploads).
+
+A job's own problem (:class:`~workers.engine.JobError`) fails that job. An
+engine that fails is dead, as vLLM's ``EngineDeadError`` says: an exception
+escaping its ``step`` (or ``cancel``, or an ``EngineDeadError`` from
+``submit``) fails every job it held with a 503 ``engine_dead`` naming the
+model and the cause, the state becomes ``failed`` with that error, a Goodbye
+follows, and :meth:`WorkerRuntime.run` returns :data:`ENGINE_DEAD_EXIT` for
+the process to exit with, so that its supervisor restarts it (with backoff):
+MLX state that broke once is not trusted with the next request.
+
+SIGTERM (:meth:`WorkerRuntime.drain`) drains: the state becomes ``draining``
+(new jobs get a 503), running jobs finish (up to the model's
+``drain_timeout``), then the process exits and its supervisor starts a fresh
+one. SIGINT (:meth:`WorkerRuntime.stop`) stops at once.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 import uuid
@@ -24,7 +38,7 @@ import structlog
 import zmq
 
 from protocol.config import ModelConfig
-from protocol.framing import FrameError, gateway_codec, worker_codec
+from protocol.framing import Encoder, FrameError, to_worker_decoder
 from protocol.messages import (
     Cancel,
     Events,
@@ -37,12 +51,14 @@ from protocol.messages import (
     WorkerState,
     WorkerStats,
 )
-from workers.engine import Engine, JobError
+from workers.engine import Engine, EngineDeadError, JobError, unprocessable
 
 log = structlog.get_logger()
 
 IDLE_POLL_MS = 100
 LAST_FRAMES_LINGER_MS = 5000
+# The exit status of a process whose engine died (BSD's EX_SOFTWARE).
+ENGINE_DEAD_EXIT = 70
 
 
 class WorkerRuntime:
@@ -63,10 +79,11 @@ class WorkerRuntime:
         self._steps = 0
         self._owners: dict[str, bytes] = {}  # job id -> gateway socket identity
         self._peers: set[bytes] = set()  # every gateway connection seen
-        self._decoder = worker_codec()
-        self._encoder = gateway_codec()
+        self._decoder = to_worker_decoder()
+        self._encoder = Encoder()
         self._stop = threading.Event()
         self._drain_deadline: float | None = None
+        self._exit_code = 0
 
     # --- startup ------------------------------------------------------------
 
@@ -108,28 +125,26 @@ class WorkerRuntime:
 
     # --- main loop ----------------------------------------------------------
 
-    def run(self) -> None:
-        ctx = zmq.Context.instance()
+    def run(self) -> int:
+        """Serve until stopped or drained; the process's exit status."""
+        ctx = zmq.Context()
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.bind(self.model.endpoint)
         log.info("listening", model=self.model.name, endpoint=self.model.endpoint)
-        signal.signal(signal.SIGTERM, self.drain)
-        signal.signal(signal.SIGINT, self.stop)
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         try:
             while not self._stop.is_set() and not self._drained():
-                busy = self._engine is not None and self._engine.has_work()
-                if sock.poll(0 if busy else IDLE_POLL_MS, zmq.POLLIN):
-                    self._receive_all(sock)
-                if self._engine is not None and self._engine.has_work():
-                    self._step(sock)
-                self._steps += 1
+                try:
+                    self._serve_once(sock)
+                except Exception as exc:  # noqa: BLE001 - the engine is dead, not the jobs' fault
+                    self._die(sock, exc)
             # Jobs that were on their way when the drain began get a clear 503
             # rather than a dropped connection; so do jobs still running at the
             # drain deadline (or at SIGINT). Then a Goodbye, after all of it.
             self._receive_all(sock)
-            self._fail_running(sock, f"model {self.model.name!r} was stopped or restarted")
+            message = f"model {self.model.name!r} was stopped or restarted"
+            self._fail_all(sock, 503, "worker_stopped", message)
             for peer in self._peers:
                 self._send(sock, peer, Goodbye(self.instance))
         finally:
@@ -140,7 +155,29 @@ class WorkerRuntime:
             # (Frames for a gateway that is gone are dropped at once.)
             sock.close(linger=LAST_FRAMES_LINGER_MS)
             ctx.term()
-        log.info("stopped", model=self.model.name)
+        log.info("stopped", model=self.model.name, exit_code=self._exit_code)
+        return self._exit_code
+
+    def _serve_once(self, sock: zmq.Socket) -> None:
+        busy = self._engine is not None and self._engine.has_work()
+        if sock.poll(0 if busy else IDLE_POLL_MS, zmq.POLLIN):
+            self._receive_all(sock)
+        if self._engine is not None and self._engine.has_work():
+            events = self._engine.step(self._budget())
+            self._send_events(sock, events)
+        self._steps += 1
+
+    def _die(self, sock: zmq.Socket, exc: Exception) -> None:
+        """The engine failed: fail all its jobs, report ``failed``, and stop."""
+        cause = str(exc) if isinstance(exc, EngineDeadError) else f"{type(exc).__name__}: {exc}"
+        name = self.model.name
+        self.error = f"the engine of model {name!r} failed ({cause}); its worker restarts"
+        log.error("engine dead", model=self.model.name, error=self.error, exc_info=exc)
+        self.state = "failed"
+        self._engine = None
+        self._exit_code = ENGINE_DEAD_EXIT
+        self._fail_all(sock, 503, "engine_dead", self.error)
+        self._stop.set()
 
     def _receive_all(self, sock: zmq.Socket) -> None:
         while True:
@@ -175,20 +212,31 @@ class WorkerRuntime:
 
     def _submit(self, sock: zmq.Socket, identity: bytes, job: Job) -> None:
         engine = self._engine
-        if engine is None or self.state == "draining":
+        if engine is None or self.state != "ready":
             message = self.error or f"model {self.model.name!r} is {self.state}"
             self._fail(sock, identity, JobFailed(job.id, 503, "model_not_ready", message))
             return
+        self._owners[job.id] = identity  # first: an engine that dies now fails it too
         try:
-            engine.submit(job)
+            answered = engine.submit(job)
         except JobError as exc:
+            del self._owners[job.id]
             self._fail(sock, identity, JobFailed(job.id, exc.status, exc.code, str(exc), exc.param))
             return
+        except EngineDeadError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a bad job must not kill the worker
+            # An engine checks and prepares a job before it changes its own
+            # state, and raises EngineDeadError if that state broke (the Engine
+            # contract): anything else is a job it could not process, and the
+            # engine is as it was. So this job fails alone, with a 400 saying
+            # why (see unprocessable), and the worker serves on.
             log.exception("submit failed", job=job.id)
-            self._fail(sock, identity, JobFailed(job.id, 500, "internal_error", repr(exc)))
+            del self._owners[job.id]
+            self._fail(sock, identity, unprocessable(job.id, self.model.name, exc))
             return
-        self._owners[job.id] = identity
+        if answered is not None:  # answered at once: a token count, a voice list
+            self._send_events(sock, answered)
 
     def _budget(self) -> float:
         """How long one engine step may run before its events are sent.
@@ -201,18 +249,8 @@ class WorkerRuntime:
         active = self._engine.stats().active
         return self._step_budget_s * min(4.0, max(1.0, active / 8))
 
-    def _step(self, sock: zmq.Socket) -> None:
-        assert self._engine is not None
-        try:
-            events = self._engine.step(self._budget())
-        except Exception as exc:  # noqa: BLE001 - fail the jobs, keep serving
-            log.exception("engine step failed; failing all running jobs")
-            failed = [
-                JobFailed(job_id, 500, "engine_error", f"the engine failed: {exc!r}")
-                for job_id in self._owners
-            ]
-            self._engine.reset()
-            events = Events(failed=failed)
+    def _send_events(self, sock: zmq.Socket, events: Events) -> None:
+        """Each gateway its jobs' part of ``events``; ended jobs are forgotten."""
         by_owner: dict[bytes, Events] = {}
         for delta in events.deltas:
             self._events_for(by_owner, delta.id).deltas.append(delta)
@@ -227,14 +265,9 @@ class WorkerRuntime:
         for identity, batch in by_owner.items():
             self._send(sock, identity, batch)
 
-    def _fail_running(self, sock: zmq.Socket, message: str) -> None:
-        by_owner: dict[bytes, Events] = {}
-        for job_id in self._owners:
-            failure = JobFailed(job_id, 503, "worker_stopped", message)
-            self._events_for(by_owner, job_id).failed.append(failure)
-        self._owners.clear()
-        for identity, batch in by_owner.items():
-            self._send(sock, identity, batch)
+    def _fail_all(self, sock: zmq.Socket, status: int, code: str, message: str) -> None:
+        failed = [JobFailed(job_id, status, code, message) for job_id in self._owners]
+        self._send_events(sock, Events(failed=failed))
 
     def _events_for(self, by_owner: dict[bytes, Events], job_id: str) -> Events:
         identity = self._owners.get(job_id, b"")

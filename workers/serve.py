@@ -7,7 +7,16 @@ which process serves which model.
 
 from __future__ import annotations
 
-from workers.blas import preload_openblas
+import os
+import signal
+import sys
+
+# No torch, by design: transformers' import-time advisory "PyTorch was not
+# found..." says nothing true of a model process. Its advisories only (its
+# warnings still show); before any engine imports transformers.
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from workers.blas import preload_openblas  # noqa: E402
 
 preload_openblas()  # before anything imports mlx.core
 
@@ -25,7 +34,10 @@ def main(argv: list[str] | None = None) -> None:
     setproctitle.setproctitle(f"mlx-gateway worker {model.name} ({model.family})")
     configure_logging(f"worker:{model.name}")
     structlog.get_logger().info("starting", model=model.name, path=model.path)
-    WorkerRuntime(model, lambda: build_engine(model)).run()
+    runtime = WorkerRuntime(model, lambda: build_engine(model))
+    signal.signal(signal.SIGTERM, runtime.drain)
+    signal.signal(signal.SIGINT, runtime.stop)
+    sys.exit(runtime.run())
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ that model and restarts it with exponential backoff whenever it exits. It
 never exits because its model process died: honcho stops *every* entry when
 one exits, so supervision has to live here, not in honcho. It pushes its
 state (starting, running, restarting, failed) to the gateway's control socket
-and logs every transition. SIGTERM/SIGINT stop the model process (which
-drains its running requests first), then the supervisor.
+and logs every transition. Any exit is a death to restart: a crash, a kill,
+a drained process (exit 0: a restart was asked for) or an engine that died
+(``workers.runtime.ENGINE_DEAD_EXIT``). SIGTERM/SIGINT stop the model process
+(which drains its running requests first), then the supervisor.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 import setproctitle
 import structlog
 import zmq
 
 from protocol.config import ModelConfig, model_from_command_line
-from protocol.framing import supervisor_codec
+from protocol.framing import Encoder
 from protocol.logs import configure_logging
 from protocol.messages import SupervisorState, SupervisorStatus
 from workers.blas import openblas_path
@@ -37,6 +41,9 @@ HEALTHY_RUN_S = 60.0
 # This many quick deaths in a row: report "failed" (and keep retrying slowly).
 FAILED_AFTER = 5
 STATUS_EVERY_S = 2.0
+# How often the model process is looked at (and a stop noticed).
+TICK_S = 0.05
+STOPPED_LINGER_MS = 200
 
 
 def child_env(model: ModelConfig) -> dict[str, str]:
@@ -49,7 +56,7 @@ def child_env(model: ModelConfig) -> dict[str, str]:
     path = openblas_path()
     if path and sys.platform.startswith("linux"):
         env["LD_PRELOAD"] = ":".join(p for p in (path, env.get("LD_PRELOAD", "")) if p)
-    threads = str(model.options.get("blas_threads", 1))
+    threads = str(model.blas_threads)
     env.setdefault("OPENBLAS_NUM_THREADS", threads)
     env.setdefault("OMP_NUM_THREADS", threads)
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -66,16 +73,45 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+class ModelProcess(Protocol):
+    """What the supervisor uses of its model process (a ``subprocess.Popen``)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 class Supervisor:
-    def __init__(self, model: ModelConfig, config_file: str, control_endpoint: str) -> None:
+    """Keeps one model process running. ``spawn`` (default: start
+    ``workers.serve``), ``clock`` and ``sleep`` are the outside world it uses."""
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        config_file: str,
+        control_endpoint: str,
+        *,
+        spawn: Callable[[], ModelProcess] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.model = model
         self.config_file = config_file
         self.state: SupervisorState = "starting"
         self.restarts = 0
         self.message = ""
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ModelProcess | None = None
+        self._spawn = spawn or self._start_model_process
+        self._clock = clock
+        self._sleep_for = sleep
         self._stopping = False
-        self._codec = supervisor_codec()
+        self._encoder = Encoder()
         self._ctx = zmq.Context.instance()
         self._push = self._ctx.socket(zmq.PUSH)
         # Status is advisory: never block or pile up when the gateway is away.
@@ -95,10 +131,10 @@ class Supervisor:
         pid = self.process.pid if self.process and self.process.poll() is None else None
         status = SupervisorStatus(self.model.name, self.state, pid, self.restarts, self.message)
         with contextlib.suppress(zmq.Again):
-            self._push.send(self._codec.encode(status), zmq.NOBLOCK)
-        self._last_status = time.monotonic()
+            self._push.send(self._encoder.encode(status), zmq.NOBLOCK)
+        self._last_status = self._clock()
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _start_model_process(self) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "workers.serve", "--config", self.config_file]
         cmd += ["--model", self.model.name]
         return subprocess.Popen(cmd, env=child_env(self.model), preexec_fn=_die_with_parent)
@@ -107,22 +143,18 @@ class Supervisor:
         self._stopping = True
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
         quick_deaths = 0
         backoff = BACKOFF_START_S
         while not self._stopping:
             self.process = self._spawn()
-            started = time.monotonic()
+            started = self._clock()
             self._report("running", f"pid {self.process.pid}")
             while not self._stopping and self.process.poll() is None:
-                time.sleep(0.05)
-                if time.monotonic() - self._last_status > STATUS_EVERY_S:
-                    self._send_status()
+                self._tick()
             if self._stopping:
                 break
-            code = self.process.returncode
-            ran = time.monotonic() - started
+            code = self.process.wait()  # it has exited: its status, at once
+            ran = self._clock() - started
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
             if ran >= HEALTHY_RUN_S:
                 quick_deaths, backoff = 0, BACKOFF_START_S
@@ -134,14 +166,19 @@ class Supervisor:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
         self._terminate()
         self._report("stopped")
+        self._push.close(linger=STOPPED_LINGER_MS)  # time for that last status to go
         return 0
 
     def _sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while not self._stopping and time.monotonic() < end:
-            time.sleep(0.05)
-            if time.monotonic() - self._last_status > STATUS_EVERY_S:
-                self._send_status()
+        end = self._clock() + seconds
+        while not self._stopping and self._clock() < end:
+            self._tick()
+
+    def _tick(self) -> None:
+        """A moment's wait, with the status repeated every STATUS_EVERY_S."""
+        self._sleep_for(TICK_S)
+        if self._clock() - self._last_status > STATUS_EVERY_S:
+            self._send_status()
 
     def _terminate(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -159,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     setproctitle.setproctitle(f"mlx-gateway supervisor {model.name}")
     configure_logging(f"supervisor:{model.name}")
     supervisor = Supervisor(model, config.source, config.gateway.control_endpoint)
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    signal.signal(signal.SIGINT, supervisor.stop)
     sys.exit(supervisor.run())
 
 

@@ -14,7 +14,7 @@ import openai
 import pytest
 import zmq
 
-from protocol.framing import gateway_codec, worker_codec
+from protocol.framing import Encoder, from_worker_decoder
 from protocol.messages import Ping, Pong, Restart, WorkerStats
 from tests.e2e.conftest import BROKEN, LLAMA, QWEN
 from tests.e2e.harness import Stack
@@ -74,19 +74,19 @@ def test_bad_frames_and_stray_restarts_are_dropped_the_worker_serves_on(stack: S
     sock.connect(endpoint)
     try:
         wrong_direction = Pong(0, "x", 1, "m", "llm", "ready", 0, WorkerStats())
-        for junk in (b"", b"\x07garbage", b"\x01\xc1", worker_codec().encode(wrong_direction)):
+        for junk in (b"", b"\x07garbage", b"\x01\xc1", Encoder().encode(wrong_direction)):
             sock.send(junk)
-        sock.send(worker_codec().encode(Ping(seq=41)))
+        sock.send(Encoder().encode(Ping(seq=41)))
         assert sock.poll(5000)
-        pong = gateway_codec().decode(sock.recv())
+        pong = from_worker_decoder().decode(sock.recv())
         assert isinstance(pong, Pong) and pong.seq == 41 and pong.state == "ready"
 
         # A Restart meant for an earlier process (it waited in a queue while
         # that one exited) leaves this one serving.
-        sock.send(worker_codec().encode(Restart(graceful=False, instance="an-earlier-one")))
-        sock.send(worker_codec().encode(Ping(seq=42)))
+        sock.send(Encoder().encode(Restart(graceful=False, instance="an-earlier-one")))
+        sock.send(Encoder().encode(Ping(seq=42)))
         assert sock.poll(5000)
-        again = gateway_codec().decode(sock.recv())
+        again = from_worker_decoder().decode(sock.recv())
         assert isinstance(again, Pong) and again.seq == 42 and again.state == "ready"
         assert again.instance == pong.instance
     finally:

@@ -14,7 +14,7 @@ from gateway.errors import APIError
 from gateway.job_stream import JobOutput, JobStream
 from gateway.worker_client import WorkerClient
 from protocol.config import GatewaySettings, ModelConfig
-from protocol.framing import gateway_codec, worker_codec
+from protocol.framing import Encoder, to_worker_decoder
 from protocol.messages import (
     Cancel,
     CompletionJob,
@@ -41,7 +41,7 @@ class RecordingClient(WorkerClient):
         self.pong = Pong(0, "i", 1, "m", "llm", "ready", 0, WorkerStats())
         self.last_pong = time.monotonic()
         self.sent: list[object] = []
-        self._decode = worker_codec().decode
+        self._decode = to_worker_decoder().decode
 
     def _send_now(self, frame: bytes) -> bool:
         self.sent.append(self._decode(frame))
@@ -148,8 +148,8 @@ class StandInWorker:
         self.sock = ctx.socket(zmq.ROUTER)
         port = self.sock.bind_to_random_port("tcp://127.0.0.1")
         self.endpoint = f"tcp://127.0.0.1:{port}"
-        self.encode = gateway_codec().encode
-        self.decode = worker_codec().decode
+        self.encode = Encoder().encode
+        self.decode = to_worker_decoder().decode
         self.peer = b""
 
     async def receive(self) -> object:

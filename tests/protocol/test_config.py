@@ -84,3 +84,14 @@ def test_invalid_configs_fail_with_a_message_naming_the_problem(
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_blas_threads_is_a_setting_of_the_model_not_of_its_engine_options(tmp_path: Path) -> None:
+    model = '[[models]]\nname = "a"\nfamily = "llm"\npath = "x"\nendpoint = "tcp://h:1"\n'
+    (tmp_path / "default.toml").write_text(model)
+    (tmp_path / "two.toml").write_text(model + "blas_threads = 2\n")
+    (tmp_path / "zero.toml").write_text(model + "blas_threads = 0\n")
+    assert load_config(tmp_path / "default.toml").models[0].blas_threads == 1
+    assert load_config(tmp_path / "two.toml").models[0].blas_threads == 2
+    with pytest.raises(ConfigError, match="blas_threads"):
+        load_config(tmp_path / "zero.toml")

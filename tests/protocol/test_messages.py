@@ -5,7 +5,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from protocol.framing import PROTOCOL_VERSION, FrameError, gateway_codec, worker_codec
+from protocol.framing import (
+    PROTOCOL_VERSION,
+    Encoder,
+    FrameError,
+    from_worker_decoder,
+    status_decoder,
+    to_worker_decoder,
+)
 from protocol.messages import (
     AudioChunk,
     Cancel,
@@ -27,6 +34,7 @@ from protocol.messages import (
     SamplingParams,
     Segment,
     SpeechJob,
+    SupervisorStatus,
     Timed,
     Transcript,
     TranscriptionJob,
@@ -93,18 +101,21 @@ FROM_WORKER = [
 
 @pytest.mark.parametrize("message", TO_WORKER, ids=lambda m: type(m).__name__)
 def test_gateway_to_worker_messages_round_trip(message: msgspec.Struct) -> None:
-    codec = worker_codec()
-    assert codec.decode(codec.encode(message)) == message
+    assert to_worker_decoder().decode(Encoder().encode(message)) == message
 
 
 @pytest.mark.parametrize("message", FROM_WORKER, ids=lambda m: type(m).__name__)
 def test_worker_to_gateway_messages_round_trip(message: msgspec.Struct) -> None:
-    codec = gateway_codec()
-    assert codec.decode(codec.encode(message)) == message
+    assert from_worker_decoder().decode(Encoder().encode(message)) == message
+
+
+def test_supervisor_status_round_trips() -> None:
+    status = SupervisorStatus("m", "restarting", None, 3, "model process exited with code 70")
+    assert status_decoder().decode(Encoder().encode(status)) == status
 
 
 def test_frames_carry_the_protocol_version_first() -> None:
-    assert worker_codec().encode(Ping(1))[0] == PROTOCOL_VERSION
+    assert Encoder().encode(Ping(1))[0] == PROTOCOL_VERSION
 
 
 @pytest.mark.parametrize(
@@ -123,13 +134,13 @@ def test_frames_carry_the_protocol_version_first() -> None:
 )
 def test_bad_frames_raise_frame_error_naming_the_problem(frame: bytes, why: str) -> None:
     with pytest.raises(FrameError, match=why):
-        worker_codec().decode(frame)
+        to_worker_decoder().decode(frame)
 
 
 def test_a_message_for_the_other_direction_is_rejected() -> None:
-    frame = gateway_codec().encode(Pong(1, "i", 1, "m", "llm", "ready", 0, WorkerStats()))
+    frame = Encoder().encode(Pong(1, "i", 1, "m", "llm", "ready", 0, WorkerStats()))
     with pytest.raises(FrameError):
-        worker_codec().decode(frame)
+        to_worker_decoder().decode(frame)
 
 
 def test_fields_added_later_with_defaults_stay_compatible() -> None:
@@ -137,5 +148,5 @@ def test_fields_added_later_with_defaults_stay_compatible() -> None:
     old = bytes([PROTOCOL_VERSION]) + msgspec.msgpack.encode(
         {"type": "chat", "id": "j", "messages": [{"role": "user"}], "params": {}}
     )
-    job = worker_codec().decode(old)
+    job = to_worker_decoder().decode(old)
     assert isinstance(job, ChatJob) and job.params == SamplingParams()

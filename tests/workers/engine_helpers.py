@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from protocol.config import Family, ModelConfig
-from protocol.messages import Events
+from protocol.messages import Events, Job
 from workers.engine import Engine
 from workers.engines import build_engine
 from workers.engines.llm import LLMEngine
@@ -30,6 +30,12 @@ def loaded(
 
 def load_engine(name: str, path: Path, **options: Any) -> LLMEngine:
     return loaded(LLMEngine, "llm", name, path, **options)
+
+
+def submitted(engine: Engine, job: Job) -> list[Events]:
+    """Submit ``job``: the events it was answered with at once, if it was."""
+    answered = engine.submit(job)
+    return [answered] if answered is not None else []
 
 
 def run_to_end(engine: Engine, budget_s: float = 0.005) -> list[Events]:

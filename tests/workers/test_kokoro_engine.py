@@ -11,6 +11,7 @@ import pytest
 
 from protocol.config import ModelConfig
 from protocol.messages import AudioChunk, ChatJob, Finished, JobFailed, SpeechJob
+from tests.workers.engine_helpers import submitted
 from workers.engine import JobError
 from workers.engines.kokoro import KokoroEngine, parse_voice, phoneme_timeline
 from workers.engines.kokoro_g2p import make_g2p, split_sentences
@@ -41,10 +42,10 @@ def engine(demo_kokoro: Path) -> KokoroEngine:
 
 
 def run(engine: KokoroEngine, job: SpeechJob) -> tuple[list[AudioChunk], Finished | JobFailed]:
-    engine.submit(job)
+    answered = submitted(engine, job)
     chunks: list[AudioChunk] = []
-    while engine.has_work():
-        events = engine.step(0.02)
+    while answered or engine.has_work():
+        events = answered.pop() if answered else engine.step(0.02)
         chunks += [o for o in events.outputs if isinstance(o, AudioChunk)]
         for end in [*events.finished, *events.failed]:
             return chunks, end
@@ -138,7 +139,7 @@ def test_chat_jobs_are_refused(engine: KokoroEngine) -> None:
         engine.submit(ChatJob("c", [], None))  # type: ignore[arg-type]
 
 
-def test_voices_are_listed_between_sentences(engine: KokoroEngine) -> None:
+def test_voices_are_listed_at_once(engine: KokoroEngine) -> None:
     chunks, end = run(engine, SpeechJob("v", "", "", list_voices=True))
     assert chunks[0].voices == ["af_demo", "af_tiny", "am_demo"] and not chunks[0].pcm
     assert isinstance(end, Finished)

@@ -14,7 +14,7 @@ from protocol.messages import (
     Finished,
     SamplingParams,
 )
-from tests.workers.engine_helpers import load_engine, run_to_end, text_of
+from tests.workers.engine_helpers import load_engine, run_to_end, submitted, text_of
 from workers.engine import JobError
 from workers.engines.llm import LLMEngine
 
@@ -221,8 +221,7 @@ def test_reasoning_off_by_default_for_a_tokenizer_without_markers(engine: LLMEng
 def test_count_only_answers_the_prompt_tokens_without_generating(engine: LLMEngine) -> None:
     messages = [ChatMessage("user", "Count me.")]
     job = ChatJob("count", messages, SamplingParams(max_tokens=8), count_only=True)
-    engine.submit(job)
-    steps = run_to_end(engine)
+    steps = submitted(engine, job) + run_to_end(engine)
     (finished,) = [f for s in steps for f in s.finished]
     expected = len(engine.prompt_tokens(ChatJob("x", messages, SamplingParams())))
     assert finished.usage.prompt_tokens == expected and finished.usage.completion_tokens == 0

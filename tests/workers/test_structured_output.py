@@ -8,10 +8,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from llguidance import LLMatcher
 
 from protocol.messages import ChatJob, ChatMessage, CompletionJob, Events, SamplingParams
 from tests.workers.engine_helpers import load_engine, run_to_end, text_of
 from workers.engine import JobError
+from workers.engines.grammar import close_objects, compile_json_schema, grammar_tokenizer
 from workers.engines.llm import LLMEngine
 
 HI = [ChatMessage("user", "Describe a person as JSON.")]
@@ -161,6 +163,7 @@ def test_logprobs_list_no_masked_alternatives(engine: LLMEngine) -> None:
         '{"type": "string", "minLength": "x"}',
         "[1, 2]",
         "not json",
+        '{"not": ' * 5000 + "{}" + "}" * 5000,  # nested too deeply
     ],
 )
 def test_an_invalid_schema_is_refused_naming_response_format(
@@ -172,3 +175,86 @@ def test_an_invalid_schema_is_refused_naming_response_format(
     assert not engine.has_work()
     engine.submit(ChatJob("fine", HI, SamplingParams(max_tokens=3, temperature=0)))
     assert reason_of(run_to_end(engine), "fine") == "length"
+
+
+# Says nothing about additionalProperties, as langchain's bind_tools schemas
+# and many response_format schemas do.
+UNSAID = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 8},
+        "pets": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"kind": {"enum": ["cat", "dog"]}}},
+            "maxItems": 2,
+        },
+        "home": {"$ref": "#/$defs/Place"},
+    },
+    "required": ["name"],
+    "$defs": {
+        "Place": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 6}}}
+    },
+}
+
+
+def test_an_object_schema_without_additional_properties_gets_only_its_own_keys(
+    engine: LLMEngine,
+) -> None:
+    """As in OpenAI's strict mode: for constrained decoding an unsaid
+    additionalProperties is false, at every depth. (Open, the demo model
+    invents keys, and often runs to max_tokens inside one.)"""
+    schema = json.dumps(UNSAID)
+    for seed in range(20):
+        params = SamplingParams(max_tokens=200, temperature=1.0, seed=seed, json_schema=schema)
+        engine.submit(ChatJob(f"k{seed}", HI, params))
+    steps = run_to_end(engine)
+    for seed in range(20):
+        assert reason_of(steps, f"k{seed}") == "stop"
+        answer = json.loads(text_of(steps, f"k{seed}"))
+        assert set(answer) <= {"name", "pets", "home"}
+        assert all(set(pet) <= {"kind"} for pet in answer.get("pets", []))
+        assert set(answer.get("home", {})) <= {"city"}
+
+
+def accepts(engine: LLMEngine, schema: dict[str, object], text: str) -> bool:
+    """Whether the grammar compiled from ``schema`` lets the model write ``text``."""
+    tokenizer = grammar_tokenizer(engine.tokenizer, list(engine.tokenizer.eos_token_ids))
+    assert tokenizer is not None
+    matcher = LLMatcher(tokenizer, compile_json_schema(json.dumps(schema)), log_level=0)
+    return matcher.consume_tokens(tokenizer.tokenize_str(text)) and matcher.is_accepting()
+
+
+def test_additional_properties_said_outright_are_honoured(engine: LLMEngine) -> None:
+    named = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert accepts(engine, named, '{"a": 1}')
+    assert not accepts(engine, named, '{"a": 1, "zz": 2}')
+    assert accepts(engine, {**named, "additionalProperties": True}, '{"a": 1, "zz": 2}')
+    typed = {**named, "additionalProperties": {"type": "integer"}}
+    assert accepts(engine, typed, '{"a": 1, "zz": 2}')
+    assert not accepts(engine, typed, '{"a": 1, "zz": "x"}')
+    # No keys listed (json_object's schema among them): any object, as before.
+    assert accepts(engine, {"type": "object"}, '{"zz": [1]}')
+
+
+def test_schemas_an_all_of_intersects_stay_open(engine: LLMEngine) -> None:
+    """Closing each part of an allOf would forbid the other parts' keys."""
+    schema = {
+        "allOf": [
+            {"$ref": "#/$defs/Base"},
+            {"type": "object", "properties": {"b": {"type": "integer"}}, "required": ["b"]},
+        ],
+        "$defs": {
+            "Base": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+        },
+    }
+    assert accepts(engine, schema, '{"a": 1, "b": 2}')
+
+
+def test_only_schemas_are_closed_not_the_data_in_them() -> None:
+    data = {"properties": {"x": {}}}
+    schema = {
+        "properties": {"a": {"default": data, "enum": [data], "const": data, "examples": [data]}},
+        "x-guidance": {"lenient": True},
+    }
+    closed = close_objects(json.loads(json.dumps(schema)))
+    assert closed == {**schema, "additionalProperties": False}

@@ -11,7 +11,6 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gateway.text_pieces import merge_calls
 from protocol.messages import ChatJob, ChatMessage, Events, SamplingParams, ToolCall
 from tests.workers.engine_helpers import load_engine, run_to_end
 from workers.engines.llm import LLMEngine
@@ -59,11 +58,22 @@ def engine(demo_models: dict[str, Path]) -> LLMEngine:
     return load_engine("demo-qwen2-tiny", demo_models["demo-qwen2-tiny"], context_length=2048)
 
 
+def whole_calls(pieces: list[ToolCall]) -> list[ToolCall]:
+    """The calls streamed pieces make up: a piece whose id came before carries
+    more of that call's arguments (the protocol's rule, see Delta.tool_calls)."""
+    arguments: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for piece in pieces:
+        names.setdefault(piece.id, piece.name)
+        arguments[piece.id] = arguments.get(piece.id, "") + piece.arguments
+    return [ToolCall(i, names[i], text) for i, text in arguments.items()]
+
+
 def outcome(steps: list[Events], job_id: str) -> tuple[str, list[ToolCall], str]:
     text = "".join(d.text for s in steps for d in s.deltas if d.id == job_id)
     calls = [c for s in steps for d in s.deltas if d.id == job_id for c in d.tool_calls]
     (done,) = [f for s in steps for f in s.finished if f.id == job_id]
-    return text + done.text, merge_calls(calls + done.tool_calls), done.finish_reason
+    return text + done.text, whole_calls(calls + done.tool_calls), done.finish_reason
 
 
 def forced(seed: int, *names: str) -> SamplingParams:
@@ -171,5 +181,5 @@ def test_forced_reader_streams_the_arguments_of_the_call_it_names_first() -> Non
 def test_forced_reader_cut_after_the_head_keeps_the_partial_call() -> None:
     r = ToolCallReader("forced", None, TOOLS)
     assert r.feed('{"name": "get_time", "arguments": {"zo', end=True) == ""
-    (call,) = merge_calls(r.take())
+    (call,) = whole_calls(r.take())
     assert (call.name, call.arguments) == ("get_time", '{"zo')

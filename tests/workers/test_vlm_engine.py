@@ -16,7 +16,7 @@ from protocol.messages import (
     SamplingParams,
 )
 from tests.conftest import png_data_url
-from tests.workers.engine_helpers import loaded
+from tests.workers.engine_helpers import loaded, submitted
 from workers.engine import JobError
 from workers.engines.vlm import VLMEngine
 
@@ -31,13 +31,12 @@ def engine(demo_vlm: Path) -> VLMEngine:
 
 def run(engine: VLMEngine, *jobs: ChatJob) -> tuple[dict[str, str], dict[str, Finished], int]:
     """Submit and step to the end: (text by job, Finished by job, steps taken)."""
-    for job in jobs:
-        engine.submit(job)
+    answered = [events for job in jobs for events in submitted(engine, job)]
     texts: dict[str, str] = {job.id: "" for job in jobs}
     finished: dict[str, Finished] = {}
     steps = 0
-    while engine.has_work():
-        events: Events = engine.step(0.005)
+    while answered or engine.has_work():
+        events: Events = answered.pop(0) if answered else engine.step(0.005)
         steps += 1
         for delta in events.deltas:
             texts[delta.id] += delta.text

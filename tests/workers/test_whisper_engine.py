@@ -92,6 +92,15 @@ def test_bad_audio_fails_with_400_while_others_run(
     assert [o.id for o in events.outputs] == ["ok"]
 
 
+def test_a_host_without_ffmpeg_answers_503_naming_the_model(
+    engine: WhisperEngine, speech: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("workers.engines.whisper_audio.shutil.which", lambda _: None)
+    (failed,) = run(engine, TranscriptionJob("n", speech["wav"])).failed
+    assert (failed.status, failed.code) == (503, "audio_decoder_missing")
+    assert "'demo-whisper-tiny'" in failed.message and "ffmpeg is not installed" in failed.message
+
+
 @pytest.mark.parametrize(
     ("job", "param"),
     [

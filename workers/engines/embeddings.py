@@ -60,8 +60,6 @@ class EmbeddingsOptions(msgspec.Struct, forbid_unknown_fields=True):
     # Matryoshka models: the widths a request's `dimensions` may ask for
     # (vectors are cut, then re-normalised). Empty: only the model's own.
     matryoshka_dimensions: list[int] = []
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
 
 
 @dataclass
@@ -124,10 +122,6 @@ class EmbeddingsEngine:
         if normalize is None:
             normalize = found.normalize
         return PoolingConfig(mode or found.mode, normalize)
-
-    def reset(self) -> None:
-        self._waiting.clear()
-        self._jobs.clear()
 
     # --- jobs ---------------------------------------------------------------
 

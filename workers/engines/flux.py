@@ -26,12 +26,9 @@ a preview (the current latents through the VAE).
 
 from __future__ import annotations
 
-import io
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -50,6 +47,15 @@ from protocol.messages import (
     WorkerStats,
 )
 from workers.engine import JobError, engine_options
+from workers.engines.flux_config import mflux_model_config
+from workers.engines.image_files import (
+    bounded,
+    decode_image,
+    fit,
+    mask_alpha,
+    paste_back,
+    png_bytes,
+)
 from workers.engines.one_at_a_time import OneAtATime
 from workers.weights import local_or_hub
 
@@ -81,8 +87,6 @@ class FluxOptions(msgspec.Struct, forbid_unknown_fields=True):
     # each step slower (0.5 s vs 0.16 s for the demo model).
     compile: bool | None = None
     scheduler: str = "flow_match_euler_discrete"
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
 
 
 @dataclass
@@ -144,7 +148,7 @@ class FluxEngine:
         from mflux.models.flux2.variants.txt2img.flux2_klein import Flux2Klein
 
         path = local_or_hub(self.config)
-        model_config = _model_config(self.options.base_model, path)
+        model_config = mflux_model_config(self.options.base_model, path)
         compile_ = self.options.compile
         if compile_ is None:
             compile_ = mx.default_device() == mx.gpu
@@ -159,9 +163,6 @@ class FluxEngine:
         # MLX streams belong to threads: weights still lazy when the loader
         # thread ends could not be evaluated by the worker loop's thread.
         mx.eval(self.model.parameters())
-
-    def reset(self) -> None:
-        self._jobs.clear()
 
     # --- jobs ---------------------------------------------------------------
 
@@ -190,13 +191,13 @@ class FluxEngine:
         if job.mask is not None and job.image is None:
             raise JobError("'mask' needs an input image", param="mask")
         if job.image is not None:
-            source = _decode_image(job.image)
+            source = decode_image(job.image, what="the image", param="image")
             if job.mask is not None:
-                keep = _mask_alpha(job.mask, source.size)
-            input_image = _bounded(source, options.max_pixels)
+                keep = mask_alpha(job.mask, source.size)
+            input_image = bounded(source, options.max_pixels)
             mode = "img2img" if job.strength is not None else "edit"
             if not width or not height:
-                width, height = _fit(input_image.width, input_image.height, options.max_pixels)
+                width, height = fit(input_image.width, input_image.height, options.max_pixels)
         elif job.strength is not None:
             raise JobError("'strength' needs an input image", param="strength")
         if not width or not height:
@@ -349,15 +350,15 @@ class FluxEngine:
         )
         preview = None
         if image.done in job.previews_at:
-            preview = _png(self._pixels(image))
+            preview = png_bytes(self._pixels(image))
         return Progress(job.job.id, image.done, total, image.index, preview)
 
     def _decode(self, job: _Job, image: _Image) -> Output:
         started = time.perf_counter()
         pixels = self._pixels(image)
         if job.keep is not None:
-            pixels = _paste_back(job.input_image, pixels, job.keep)
-        png = _png(pixels)
+            pixels = paste_back(job.input_image, pixels, job.keep)
+        png = png_bytes(pixels)
         log.info(
             "image decoded",
             job=job.job.id,
@@ -391,43 +392,6 @@ class FluxEngine:
         return Finished(job.job.id, "stop", Usage(job.prompt_tokens, patches))
 
 
-def _model_config(base_model: str, path: str) -> Any:
-    """mflux's ModelConfig for ``base_model``, sized by the checkpoint's own
-    transformer/ and text_encoder/config.json when ``path`` is a local folder
-    that has them (a tiny or fine-tuned klein with other widths)."""
-    import copy
-    import inspect
-
-    from mflux.models.common.config.model_config import ModelConfig
-    from mflux.models.flux2.model.flux2_text_encoder.qwen3_text_encoder import Qwen3TextEncoder
-    from mflux.models.flux2.model.flux2_transformer.transformer import Flux2Transformer
-
-    try:
-        base = ModelConfig.from_name(base_model)
-    except Exception as exc:  # mflux raises its own error types for unknown names
-        raise ValueError(f"unknown mflux base_model {base_model!r}: {exc}") from exc
-    if not base.model_name.startswith("black-forest-labs/FLUX.2-klein"):
-        raise ValueError(
-            f"base_model {base_model!r} is not a FLUX.2-klein model; this engine runs "
-            "mflux's FLUX.2-klein pipeline (flux2-klein-4b, -9b, -base-4b, -base-9b)"
-        )
-    config = copy.copy(base)
-    folder = Path(path)
-    for name, cls, attr in (
-        ("transformer", Flux2Transformer, "transformer_overrides"),
-        ("text_encoder", Qwen3TextEncoder, "text_encoder_overrides"),
-    ):
-        file = folder / name / "config.json"
-        if not file.is_file():
-            continue
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        found = {k: v for k, v in json.loads(file.read_text()).items() if k in accepted}
-        if "axes_dims_rope" in found:
-            found["axes_dims_rope"] = tuple(found["axes_dims_rope"])
-        setattr(config, attr, {**getattr(base, attr), **found})
-    return config
-
-
 def _prompt_tokens(model: Any, prompt: str) -> int:
     tokens = model.tokenizers["qwen3"].tokenize(prompt=prompt, max_length=512)
     return int(tokens.attention_mask.sum().item())
@@ -443,72 +407,3 @@ def _preview_steps(total: int, partial_images: int) -> set[int]:
     """Steps (1-based, before the last) after which to send a preview: evenly spread."""
     count = min(partial_images, total - 1)
     return {round(total * (i + 1) / (count + 1)) for i in range(count)} - {0, total}
-
-
-def _decode_image(data: bytes) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise JobError(f"the image could not be decoded: {exc}", param="image") from exc
-    return image
-
-
-def _mask_alpha(data: bytes, size: tuple[int, int]) -> Any:
-    """An edit's mask: a PNG the size of the image whose transparent pixels
-    mark where to edit (OpenAI's definition); its alpha channel."""
-    try:
-        mask = _decode_image(data)
-    except JobError as exc:
-        raise JobError(str(exc).replace("the image", "the mask"), param="mask") from None
-    if mask.size != size:
-        raise JobError(
-            f"the mask is {mask.width}x{mask.height} but the image is {size[0]}x{size[1]}",
-            param="mask",
-        )
-    if "A" not in mask.getbands() and "transparency" not in mask.info:
-        raise JobError(
-            "the mask has no alpha channel: its transparent pixels mark where to edit",
-            param="mask",
-        )
-    return mask.convert("RGBA").getchannel("A")
-
-
-def _paste_back(source: Any, edited: Any, keep: Any) -> Any:
-    """The edit where the mask is transparent, the input image where it is
-    opaque (blended in between). FLUX.2-klein edits the whole picture from
-    the prompt; mflux has no inpainting for it, so the mask is honoured by
-    compositing, at the edited image's size."""
-    from PIL import Image
-
-    size = edited.size
-    source = source.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-    keep = keep.resize(size, Image.Resampling.BILINEAR)
-    return Image.composite(source, edited.convert("RGB"), keep)
-
-
-def _bounded(image: Any, max_pixels: int) -> Any:
-    """The input image, scaled down to ``max_pixels`` if larger: its VAE encode
-    is one engine step, and its cost grows with the pixels (mflux itself would
-    only bring a reference down to 1024x1024)."""
-    if image.width * image.height <= max_pixels:
-        return image
-    from PIL import Image
-
-    scale = (max_pixels / (image.width * image.height)) ** 0.5
-    size = (max(16, int(image.width * scale)), max(16, int(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
-
-
-def _fit(width: int, height: int, max_pixels: int) -> tuple[int, int]:
-    """An input image's size, scaled down to ``max_pixels`` and to multiples of 16."""
-    scale = min(1.0, (max_pixels / (width * height)) ** 0.5)
-    return max(16, int(width * scale) // 16 * 16), max(16, int(height * scale) // 16 * 16)
-
-
-def _png(image: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()

@@ -7,12 +7,26 @@ is complete the grammar allows nothing but EOS, which ends the sequence with
 finish reason "stop". Sequences without a grammar get no processor at all
 (mlx-lm samples the batch in one call when no row has processors).
 
+An object schema that lists its ``properties`` (or ``patternProperties``)
+and does not say ``additionalProperties`` gets ``additionalProperties:
+false`` before it is compiled, at every depth: as in OpenAI's strict mode and
+xgrammar's strict default, constrained output has the keys the schema names
+and no others (JSON Schema itself would allow any extra key, and a model then
+invents some, often running to ``max_tokens`` inside one). An explicit
+``true`` or a schema there is honoured, as is ``unevaluatedProperties``. The
+exception is the schemas a multi-schema ``allOf`` intersects (and the
+``$ref`` targets among them): closing each would forbid the others' keys.
+llguidance has no option for this (its ``x-guidance`` options are about
+whitespace, separators and escapes).
+
 llguidance's own MLX helper applies the mask with a Metal kernel; here the
 bitmask goes through numpy and ``mx.where``, which works on every backend.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import mlx.core as mx
@@ -44,9 +58,87 @@ def compile_json_schema(schema: str) -> str:
     """The llguidance grammar for a JSON schema (its text), or GrammarError.
     Whether the schema itself is valid shows when a matcher is built from it."""
     try:
-        return LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+        parsed = json.loads(schema)
+        closed = close_objects(parsed)
+        return LLMatcher.grammar_from_json_schema(closed, defaults=JSON_OPTIONS)
+    except RecursionError as exc:
+        raise GrammarError("the JSON schema is nested too deeply") from exc
     except ValueError as exc:
         raise GrammarError(f"the JSON schema is not a JSON object: {exc}") from exc
+
+
+# Where a schema keeps its subschemas: one, a list of them, or a name -> schema map.
+_ONE = (
+    "additionalProperties",
+    "unevaluatedProperties",
+    "items",  # a list in drafts before 2020-12: see _MANY
+    "additionalItems",
+    "unevaluatedItems",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+)
+_MANY = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+_NAMED = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def close_objects(schema: Any) -> Any:
+    """``schema`` (parsed JSON, changed in place) with ``additionalProperties:
+    false`` wherever an object schema lists its keys and leaves it unsaid."""
+    intersected: set[str] = set()
+    _find_intersected(schema, "#", intersected)
+    _close(schema, "#", intersected)
+    return schema
+
+
+def _close(schema: Any, path: str, intersected: set[str]) -> None:
+    if not isinstance(schema, dict):
+        return
+    lists_keys = "properties" in schema or "patternProperties" in schema
+    unsaid = "additionalProperties" not in schema and "unevaluatedProperties" not in schema
+    if lists_keys and unsaid and path not in intersected:
+        schema["additionalProperties"] = False
+    for child, child_path in _subschemas(schema, path):
+        _close(child, child_path, intersected)
+
+
+def _find_intersected(schema: Any, path: str, found: set[str]) -> None:
+    """The JSON pointers of the schemas a multi-schema allOf intersects,
+    and the local ``$ref`` targets among them."""
+    if not isinstance(schema, dict):
+        return
+    members = schema.get("allOf")
+    if isinstance(members, list) and len(members) > 1:
+        for i, member in enumerate(members):
+            found.add(f"{path}/allOf/{i}")
+            ref = member.get("$ref") if isinstance(member, dict) else None
+            if isinstance(ref, str) and ref.startswith("#"):
+                found.add(ref)
+    for child, child_path in _subschemas(schema, path):
+        _find_intersected(child, child_path, found)
+
+
+def _subschemas(schema: dict[str, Any], path: str) -> Iterator[tuple[Any, str]]:
+    """Each subschema of ``schema`` with its JSON pointer (not ``enum``,
+    ``const`` or ``default`` values: those are data)."""
+    for key in _ONE:
+        if isinstance(schema.get(key), dict):
+            yield schema[key], f"{path}/{key}"
+    for key in _MANY:
+        if isinstance(schema.get(key), list):
+            for i, child in enumerate(schema[key]):
+                yield child, f"{path}/{key}/{i}"
+    for key in _NAMED:
+        if isinstance(schema.get(key), dict):
+            for name, child in schema[key].items():
+                yield child, f"{path}/{key}/{_pointer_token(name)}"
+
+
+def _pointer_token(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
 
 
 class GrammarProcessor:

@@ -10,7 +10,7 @@ A job's input is split into sentences (:func:`split_sentences`); each
 ``step`` phonemizes and synthesises the next one and sends it as an
 :class:`AudioChunk`, so the first audio leaves long before the text is done.
 One job runs at a time; others wait in a FIFO queue. A job with
-``list_voices`` is answered at the next step with the voice names (in
+``list_voices`` is answered at once, by ``submit``, with the voice names (in
 ``AudioChunk.voices``) and no audio.
 
 Usage: ``prompt_tokens`` counts the phonemes fed to the model,
@@ -92,8 +92,6 @@ class KokoroOptions(msgspec.Struct, forbid_unknown_fields=True):
     # None: OpenAI's voice names for the Kokoro-82M voices that have them (or
     # resemble them), kept only where the model has that voice.
     voice_aliases: dict[str, str] | None = None
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
 
 
 # OpenAI's voices and the Kokoro-82M voice each default alias names.
@@ -125,19 +123,13 @@ class _Job:
     sent_audio: bool = False
 
 
-@dataclass
-class _Voices:
-    job_id: str
-
-
 class KokoroEngine:
     family = "kokoro"
 
     def __init__(self, model: ModelConfig) -> None:
         self.config = model
         self.options = engine_options(model, KokoroOptions)
-        # Voice listings wait in the same queue; a step answers those at its head.
-        self._jobs: OneAtATime[_Job | _Voices] = OneAtATime()
+        self._jobs: OneAtATime[_Job] = OneAtATime()
         self._stats = WorkerStats()
         self._g2ps: dict[str, G2P] = {}
 
@@ -174,20 +166,17 @@ class KokoroEngine:
             raise ValueError(f"voice_aliases name voices this model does not have: {missing}")
         return dict(configured)
 
-    def reset(self) -> None:
-        self._jobs.clear()
-
     # --- jobs ---------------------------------------------------------------
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> Events | None:
         if not isinstance(job, SpeechJob):
             raise JobError(
                 f"model {self.config.name!r} is a text-to-speech model: use /v1/audio/speech",
                 param="model",
             )
         if job.list_voices:
-            self._jobs.add(_Voices(job.id))
-            return
+            voices = AudioChunk(job.id, b"", SAMPLE_RATE, 0.0, voices=list(self.voice_names))
+            return Events(outputs=[voices], finished=[Finished(job.id, "stop", Usage(0, 0))])
         text = job.input.strip()
         if not text:
             raise JobError("'input' is empty", param="input")
@@ -214,6 +203,7 @@ class KokoroEngine:
                 timings=job.timings,
             )
         )
+        return None
 
     def _g2p_for(self, language: str) -> G2P:
         from kokoro_mlx.phonemize import normalize_language
@@ -250,20 +240,13 @@ class KokoroEngine:
 
     def step(self, budget_s: float) -> Events:
         """Synthesise one sentence of the running job (a vocoder pass cannot be
-        cut shorter); voice listings waiting in the queue are answered first."""
+        cut shorter)."""
         events = Events(outputs=[], finished=[], failed=[])
         jobs = self._jobs
-        while jobs.waiting and isinstance(jobs.waiting[0], _Voices):
-            ask = jobs.waiting.popleft()
-            events.outputs.append(
-                AudioChunk(ask.job_id, b"", SAMPLE_RATE, 0.0, voices=list(self.voice_names))
-            )
-            events.finished.append(Finished(ask.job_id, "stop", Usage(0, 0)))
         jobs.start_next()
         job = jobs.running
         if job is None:
             return events
-        assert isinstance(job, _Job)  # listings are answered before a job starts
         chunk = self._next_chunk(job)
         if chunk is not None:
             events.outputs.append(chunk)

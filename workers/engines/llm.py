@@ -1,4 +1,5 @@
-"""Language models on mlx-lm, served through its continuous batching.
+"""Language models on mlx-lm: the scheduler of its continuous batching, and
+the prefix cache.
 
 Concurrent requests are sequences in mlx-lm's ``BatchGenerator``: they join
 and leave the running batch between steps, so they share each forward pass
@@ -6,62 +7,41 @@ instead of queueing behind a lock. A request that arrives when the model is
 idle decodes *solo* with mlx-lm's ``generate_step`` (what ``stream_generate``
 runs), which is faster for one sequence than a batch of one; when a second
 request arrives, the solo sequence moves into the batch with its KV cache and
-carries on. Text is streamed through mlx-lm's own streaming detokenizers
-(correct UTF-8 across token boundaries) and cut at stop strings.
+carries on. Prompts are rendered by :mod:`~workers.engines.prompts`; each
+sequence's tokens become its job's events in its own
+:class:`~workers.engines.text_output.TextOutput`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import mlx.core as mx
 import msgspec
 import structlog
-from mlx_lm.generate import BatchGenerator, TextStateMachine, generate_step
-from mlx_lm.models.cache import (
-    can_trim_prompt_cache,
-    make_prompt_cache,
-    trim_prompt_cache,
-)
+from mlx_lm.generate import BatchGenerator, generate_step
+from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 from mlx_lm.utils import load as load_model
 
 from protocol.config import ModelConfig
 from protocol.messages import (
     ChatJob,
-    ChatMessage,
     CompletionJob,
-    Delta,
     Events,
     Finished,
+    FinishReason,
     Job,
-    TokenLogprob,
-    TopLogprob,
     Usage,
     WorkerStats,
 )
-from workers.engine import JobError, engine_options, room_left
-from workers.engines.grammar import (
-    GrammarError,
-    GrammarProcessor,
-    compile_json_schema,
-    grammar_tokenizer,
-)
+from workers.engine import EngineDeadError, JobError, engine_options
 from workers.engines.prefix_cache import PrefixCache
-from workers.engines.sampling import (
-    LogitsProcessor,
-    Sampler,
-    SeededSampler,
-    request_logits_processors,
-    request_sampler,
-)
-from workers.engines.stops import StopStringMatcher
-from workers.engines.token_bytes import token_bytes_reader, token_text
-from workers.engines.tools import ToolCallReader, ToolFormat
+from workers.engines.prompts import ReasoningMarkers
+from workers.engines.sampling import SeededSampler
+from workers.engines.sequences import Sequence, SequenceMaker
+from workers.engines.text_output import Accepted
+from workers.engines.tools import ToolFormat
 from workers.weights import local_or_hub
 
 log = structlog.get_logger()
@@ -86,8 +66,6 @@ class LLMOptions(msgspec.Struct, forbid_unknown_fields=True):
     prompt_cache_entries: int = 64
     # A shorter cached prefix is not worth copying its KV cache (see prefix_cache.py).
     prompt_cache_min_tokens: int = 32
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
     # Reasoning text apart from the answer (chat): "auto" uses the markers
     # mlx-lm finds in the tokenizer (<think>/</think> and kin), "off" keeps it
     # in the content, or [start, end] names the markers.
@@ -98,49 +76,16 @@ class LLMOptions(msgspec.Struct, forbid_unknown_fields=True):
     tool_parser: str | None = None
 
 
-@dataclass
-class _Sequence:
-    job_id: str
-    detokenizer: Any
-    stops: StopStringMatcher
-    sampler: Sampler
-    processors: list[LogitsProcessor]
-    max_tokens: int
-    tokens: list[int]  # prompt, then every generated token
-    prompt_tokens: int
-    cached_tokens: int  # the prompt's prefix that came from the prefix cache
-    completion_tokens: int = 0
-    sent_text: bool = False
-    pending_text: list[str] = field(default_factory=list)
-    pending_reasoning: list[str] = field(default_factory=list)
-    pending_tokens: int = 0
-    # mlx-lm's TextStateMachine state splitting reasoning from content (chat).
-    reasoning: Any = None
-    # None: logprobs not asked for. Otherwise those of the pending tokens.
-    pending_logprobs: list[TokenLogprob] | None = None
-    top_logprobs: int = 0
-    # Structured output: the processor masking what the JSON schema forbids.
-    grammar: GrammarProcessor | None = None
-    # Chat with tools: what reads tool calls out of the content text.
-    tools: ToolCallReader | None = None
-    # In the batch: its BatchGenerator uid. Solo: its generate_step and cache.
-    uid: int | None = None
-    solo: Generator[tuple[Any, mx.array], None, None] | None = None
-    cache: list[Any] | None = None
-
-
 class LLMEngine:
     family = "llm"
 
     def __init__(self, model: ModelConfig) -> None:
         self.config = model
         self.options = engine_options(model, LLMOptions)
-        self._jobs: dict[str, _Sequence] = {}  # every running sequence
-        self._batched: dict[int, _Sequence] = {}  # those in the batch, by uid
-        self._solo: _Sequence | None = None  # never set while the batch has any
+        self._jobs: dict[str, Sequence] = {}  # every running sequence
+        self._batched: dict[int, Sequence] = {}  # those in the batch, by uid
+        self._solo: Sequence | None = None  # never set while the batch has any
         self._stats = WorkerStats()
-        # count_only jobs, answered by the next step
-        self._counted: list[Finished] = []
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -153,198 +98,91 @@ class LLMEngine:
         self.model = model
         self.tokenizer = tokenizer
         self._eos = set(tokenizer.eos_token_ids)
-        self._reasoning = self._reasoning_markers()
-        if self.options.tool_parser is not None:
-            self._tool_format: ToolFormat | None = ToolFormat.named(self.options.tool_parser)
-        else:
-            self._tool_format = ToolFormat.of_tokenizer(tokenizer)
-        self._prefix_cache = PrefixCache(
-            max_size=self.options.prompt_cache_entries,
-            max_bytes=self.options.prompt_cache_bytes,
-            min_tokens=self.options.prompt_cache_min_tokens,
-        )
-        self._token_bytes = token_bytes_reader(tokenizer)
-        # llguidance's tokenizer for response_format (~1 s for a big vocabulary).
-        self._grammar_tokenizer = grammar_tokenizer(tokenizer, sorted(self._eos))
+        name, options = self.config.name, self.options
+        tool_parser = options.tool_parser
         self.context_length = (
-            self.options.context_length or config.get("max_position_embeddings") or 4096
+            options.context_length or config.get("max_position_embeddings") or 4096
         )
-        self._new_generator()
-
-    def _reasoning_markers(self) -> TextStateMachine | None:
-        setting = self.options.reasoning
-        if setting == "off":
-            return None
-        if setting == "auto":
-            if not self.tokenizer.has_thinking:
-                return None
-            start, end = self.tokenizer.think_start, self.tokenizer.think_end
-        elif isinstance(setting, list) and len(setting) == 2 and all(setting):
-            start, end = setting
-        else:
-            raise ValueError(
-                f"model {self.config.name!r}: reasoning must be 'auto', 'off' or [start, end]"
-            )
-        self._think_start, self._think_end = start, end
-        return TextStateMachine({"normal": [(start, "reasoning")], "reasoning": [(end, "normal")]})
-
-    def _reasoning_state(self, job: Job, tokens: list[int]) -> Any:
-        """For chat with reasoning markers: where the reply starts. A template
-        that opens the reasoning block itself (the prompt ends inside it)
-        starts the reply in reasoning, as mlx-lm's server does."""
-        if self._reasoning is None or not isinstance(job, ChatJob):
-            return None
-        prompt = self.tokenizer.decode(tokens[-64:])
-        inside = prompt.rfind(self._think_start) > prompt.rfind(self._think_end)
-        return self._reasoning.make_state("reasoning" if inside else "normal")
-
-    def _new_generator(self) -> None:
+        self._sequences = SequenceMaker(
+            tokenizer=tokenizer,
+            model_name=name,
+            vocab_size=getattr(getattr(model, "args", None), "vocab_size", None),
+            context_length=self.context_length,
+            default_max_tokens=options.default_max_tokens,
+            reasoning=ReasoningMarkers.configured(options.reasoning, tokenizer, model=name),
+            tool_format=(
+                ToolFormat.named(tool_parser) if tool_parser else ToolFormat.of_tokenizer(tokenizer)
+            ),
+        )
+        self._prefix_cache = PrefixCache(
+            max_size=options.prompt_cache_entries,
+            max_bytes=options.prompt_cache_bytes,
+            min_tokens=options.prompt_cache_min_tokens,
+        )
         self.generator = BatchGenerator(
-            self.model,
-            stop_tokens=[[t] for t in self.tokenizer.eos_token_ids],
-            completion_batch_size=self.options.max_batch_size,
-            prefill_batch_size=self.options.prefill_batch_size,
-            prefill_step_size=self.options.prefill_step_size,
+            model,
+            stop_tokens=[[t] for t in tokenizer.eos_token_ids],
+            completion_batch_size=options.max_batch_size,
+            prefill_batch_size=options.prefill_batch_size,
+            prefill_step_size=options.prefill_step_size,
         )
-
-    def reset(self) -> None:
-        """Forget every sequence (after an engine error) with a fresh generator."""
-        self._jobs.clear()
-        self._batched.clear()
-        self._solo = None
-        self.generator.close()
-        self._new_generator()
 
     # --- jobs ---------------------------------------------------------------
 
     def prompt_tokens(self, job: ChatJob | CompletionJob) -> list[int]:
-        tokenizer = self.tokenizer
-        if isinstance(job, ChatJob):
-            if not tokenizer.has_chat_template:
-                raise JobError(
-                    f"model {self.config.name!r} has no chat template; use /v1/completions"
-                )
-            messages = [_template_message(m) for m in job.messages]
-            extra = {"tools": job.tools} if job.tools else {}
-            try:
-                text = tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, tokenize=False, **extra
-                )
-            except Exception as exc:  # jinja raises TemplateError, ValueError...
-                raise JobError(f"the model's chat template rejected the messages: {exc}") from exc
-            return tokenizer.encode(text, add_special_tokens=False)
-        if isinstance(job.prompt, str):
-            return tokenizer.encode(job.prompt)
-        vocab = self._vocab_size()
-        if vocab is not None and any(not 0 <= t < vocab for t in job.prompt):
-            raise JobError(f"prompt token ids must be in [0, {vocab})")
-        return list(job.prompt)
+        return self._sequences.prompt_tokens(job)
 
-    def _vocab_size(self) -> int | None:
-        args = getattr(self.model, "args", None)
-        return getattr(args, "vocab_size", None)
-
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> Events | None:
         if not isinstance(job, ChatJob | CompletionJob):
             raise JobError(f"model {self.config.name!r} is a language model", param="model")
         tokens = self.prompt_tokens(job)
         if not tokens:
             raise JobError("the prompt is empty")
         if isinstance(job, ChatJob) and job.count_only:
-            self._counted.append(Finished(job.id, "stop", Usage(len(tokens), 0)))
-            return
-        room = room_left(self.context_length, len(tokens))
-        params = job.params
-        vocab = self._vocab_size()
-        if vocab is not None and any(not 0 <= t < vocab for t in params.logit_bias):
-            raise JobError(f"'logit_bias' token ids must be in [0, {vocab})", param="logit_bias")
-        grammar = self._grammar(params.json_schema)
-        processors = request_logits_processors(params)
-        if grammar is not None:
-            processors.append(grammar)  # last: no bias or penalty can lift its mask
-        seq = _Sequence(
-            job_id=job.id,
-            detokenizer=self.tokenizer.detokenizer,
-            stops=StopStringMatcher(params.stop),
-            sampler=request_sampler(params),
-            processors=processors,
-            max_tokens=min(params.max_tokens or self.options.default_max_tokens, room),
-            tokens=tokens,
-            prompt_tokens=len(tokens),
-            cached_tokens=0,
-            pending_logprobs=[] if params.logprobs else None,
-            top_logprobs=params.top_logprobs,
-            grammar=grammar,
+            return Events(finished=[Finished(job.id, "stop", Usage(len(tokens), 0))])
+        seq = self._sequences.make(job, tokens)
+        # All of the above only read the job and the model; scheduling changes
+        # the batch, and a failure half-way through leaves it broken.
+        try:
+            self._schedule(seq)
+        except Exception as exc:
+            raise EngineDeadError(f"scheduling a job failed: {type(exc).__name__}: {exc}") from exc
+        return None
+
+    def _schedule(self, seq: Sequence) -> None:
+        cache, seq.output.cached_tokens = self._prefix_cache.longest_prefix(
+            self.config.name, seq.tokens
         )
-        # Constrained output is the answer itself, never reasoning.
-        seq.reasoning = self._reasoning_state(job, tokens) if grammar is None else None
-        if isinstance(job, ChatJob) and job.tools and job.tool_mode != "none":
-            if job.tool_mode == "forced" and grammar is None:
-                raise JobError("a forced tool call needs its JSON schema", param="tool_choice")
-            if job.tool_mode == "forced" or self._tool_format is not None:
-                seq.tools = ToolCallReader(job.tool_mode, self._tool_format, job.tools)
-        cache = self._cached_prefix(seq)
-        if params.echo and isinstance(job, CompletionJob):
-            prompt = job.prompt
-            seq.pending_text.append(
-                prompt if isinstance(prompt, str) else self.tokenizer.decode(prompt)
-            )
         if self._solo is not None:
             self._move_solo_to_batch()
-        if not self._jobs and len(tokens) - seq.cached_tokens <= self.options.prefill_step_size:
+        uncached = len(seq.tokens) - seq.output.cached_tokens
+        if not self._jobs and uncached <= self.options.prefill_step_size:
             self._start_solo(seq, cache)
         else:
             self._insert_prompt(seq, cache)
-        self._jobs[job.id] = seq
-        self._stats.prompt_tokens += len(tokens)
+        self._jobs[seq.job_id] = seq
+        self._stats.prompt_tokens += len(seq.tokens)
 
-    def _grammar(self, schema: str | None) -> GrammarProcessor | None:
-        if schema is None:
-            return None
-        if self._grammar_tokenizer is None:
-            raise JobError(
-                f"model {self.config.name!r} cannot constrain its output: its tokenizer "
-                "is not a fast (Rust) tokenizer",
-                param="response_format",
-            )
-        try:
-            return GrammarProcessor(self._grammar_tokenizer, compile_json_schema(schema))
-        except GrammarError as exc:
-            raise JobError(f"'response_format': {exc}", param="response_format") from exc
-
-    def _cached_prefix(self, seq: _Sequence) -> list[Any] | None:
-        """A copy of the KV cache of the longest cached prefix of the prompt.
-
-        At least the prompt's last token is always left to feed: it is what
-        makes the first new token.
-        """
-        cache, rest = self._prefix_cache.fetch_nearest_cache(self.config.name, seq.tokens)
-        if cache is None:
-            return None
-        if not rest:
-            if not can_trim_prompt_cache(cache):
-                return None
-            trim_prompt_cache(cache, 1)
-            rest = seq.tokens[-1:]
-        seq.cached_tokens = len(seq.tokens) - len(rest)
-        return cache
+    # --- the prefix cache ---------------------------------------------------
 
     def _remember(self, tokens: list[int], cache: list[Any]) -> None:
         """Keep a finished sequence's KV cache for prompts that extend it."""
         if tokens:
             self._prefix_cache.insert_cache(self.config.name, tokens, cache)
 
-    def _insert_prompt(self, seq: _Sequence, cache: list[Any] | None) -> None:
-        cached = seq.cached_tokens
+    # --- solo and batch -----------------------------------------------------
+
+    def _insert_prompt(self, seq: Sequence, cache: list[Any] | None) -> None:
+        cached = seq.output.cached_tokens
         all_tokens = seq.tokens[:cached] if cache is not None else None
         self._insert(seq, [seq.tokens[cached:]], cache, all_tokens=all_tokens)
 
-    def _start_solo(self, seq: _Sequence, cache: list[Any] | None) -> None:
+    def _start_solo(self, seq: Sequence, cache: list[Any] | None) -> None:
         # The prompt's new part fits one prefill chunk, so the first step
         # blocks no longer than a batch's prefill step would.
         seq.cache = cache if cache is not None else make_prompt_cache(self.model)
         seq.solo = generate_step(
-            mx.array(seq.tokens[seq.cached_tokens :]),
+            mx.array(seq.tokens[seq.output.cached_tokens :]),
             self.model,
             max_tokens=seq.max_tokens,
             sampler=seq.sampler,
@@ -363,8 +201,8 @@ class LLMEngine:
         seq = self._solo
         assert seq is not None and seq.solo is not None and seq.cache is not None
         seq.solo.close()
-        if seq.completion_tokens == 0:  # not started yet: its prompt as it was
-            self._insert_prompt(seq, seq.cache if seq.cached_tokens else None)
+        if seq.output.completion_tokens == 0:  # not started yet: its prompt as it was
+            self._insert_prompt(seq, seq.cache if seq.output.cached_tokens else None)
         else:
             trim_prompt_cache(seq.cache, 1)
             if isinstance(seq.sampler, SeededSampler):
@@ -379,14 +217,14 @@ class LLMEngine:
 
     def _insert(
         self,
-        seq: _Sequence,
+        seq: Sequence,
         prompt: list[list[int]],
         cache: list[Any] | None,
         all_tokens: list[int] | None = None,
     ) -> None:
         (uid,) = self.generator.insert(
             prompt,
-            [seq.max_tokens - seq.completion_tokens],
+            [seq.max_tokens - seq.output.completion_tokens],
             caches=[cache] if cache is not None else None,
             all_tokens=[all_tokens] if all_tokens is not None else None,
             samplers=[seq.sampler],
@@ -408,7 +246,7 @@ class LLMEngine:
         return True
 
     def has_work(self) -> bool:
-        return bool(self._jobs) or bool(self._counted)
+        return bool(self._jobs)
 
     # --- generation ---------------------------------------------------------
 
@@ -419,56 +257,36 @@ class LLMEngine:
         to first token does not wait for the budget. (Not its first token: a
         streaming detokenizer may hold that token's text back until the next.)
         """
-        events = Events(deltas=[], finished=self._counted, failed=[])
-        self._counted = []
+        events = Events(deltas=[], finished=[], failed=[])
         deadline = time.perf_counter() + budget_s
         while self._jobs:
             first_text = self._step_solo(events) if self._solo else self._step_batch(events)
             if first_text or time.perf_counter() >= deadline:
                 break
         for seq in self._jobs.values():
-            if seq.pending_tokens:
-                events.deltas.append(
-                    Delta(
-                        seq.job_id,
-                        "".join(seq.pending_text),
-                        seq.pending_tokens,
-                        self._take_logprobs(seq),
-                        "".join(seq.pending_reasoning),
-                        seq.tools.take() if seq.tools is not None else [],
-                    )
-                )
-                seq.pending_text.clear()
-                seq.pending_reasoning.clear()
-                seq.pending_tokens = 0
+            if (delta := seq.output.delta()) is not None:
+                events.deltas.append(delta)
         return events
-
-    @staticmethod
-    def _take_logprobs(seq: _Sequence) -> list[TokenLogprob] | None:
-        if seq.pending_logprobs is None:
-            return None
-        taken, seq.pending_logprobs = seq.pending_logprobs, []
-        return taken
 
     def _step_solo(self, events: Events) -> bool:
         seq = self._solo
         assert seq is not None and seq.solo is not None
         token, logprobs = next(seq.solo)
         seq.tokens.append(token)
-        finish = None
+        finish: FinishReason | None = None
         if token in self._eos:
             finish = "stop"
-        elif seq.completion_tokens + 1 >= seq.max_tokens:
+        elif seq.output.completion_tokens + 1 >= seq.max_tokens:
             finish = "length"
-        ended, first_text = self._accept(seq, token, logprobs, finish, events)
-        if ended:
+        accepted = self._accept(seq, token, logprobs, finish, events)
+        if accepted.ended:
             seq.solo.close()
             self._solo = None
             # The cache holds every token generate_step has fed, in order.
             fed = getattr(seq.cache[0], "offset", None) if seq.cache else None
             if isinstance(fed, int):
                 self._remember(seq.tokens[:fed], seq.cache)  # type: ignore[arg-type]
-        return first_text
+        return accepted.first_text
 
     def _step_batch(self, events: Events) -> bool:
         _, responses = self.generator.next()
@@ -478,9 +296,9 @@ class LLMEngine:
             seq = self._batched.get(r.uid)
             if seq is None:
                 continue
-            ended, first = self._accept(seq, r.token, r.logprobs, r.finish_reason, events)
-            first_text |= first
-            if ended:
+            accepted = self._accept(seq, r.token, r.logprobs, r.finish_reason, events)
+            first_text |= accepted.first_text
+            if accepted.ended:
                 del self._batched[r.uid]
                 if r.finish_reason is None:  # a stop string: the generator goes on
                     stopped.append(r.uid)
@@ -494,116 +312,23 @@ class LLMEngine:
 
     def _accept(
         self,
-        seq: _Sequence,
+        seq: Sequence,
         token: int,
         logprobs: mx.array,
-        finish_reason: str | None,
+        finish_reason: FinishReason | None,
         events: Events,
-    ) -> tuple[bool, bool]:
-        """One new token of ``seq``: returns (the job ended, its first text appeared)."""
-        seq.completion_tokens += 1
-        seq.pending_tokens += 1
+    ) -> Accepted:
+        """One new token of ``seq``; a sequence that ended leaves with its Finished."""
         self._stats.generation_tokens += 1
-        if finish_reason != "stop":  # an EOS token is not part of the text
-            seq.detokenizer.add_token(token)
-            if seq.pending_logprobs is not None:
-                seq.pending_logprobs.append(self._logprob(token, logprobs, seq.top_logprobs))
-        if finish_reason is not None:
-            seq.detokenizer.finalize()
-        text, hit_stop = seq.stops.feed(seq.detokenizer.last_segment)
-        first_text = bool(text) and not seq.sent_text
-        seq.sent_text |= first_text
-        if hit_stop:
-            finish_reason = "stop"
-        elif finish_reason is not None:
-            text += seq.stops.flush()
-        self._split_reasoning(seq, text, end=finish_reason is not None)
-        if finish_reason is None:
-            return False, first_text
-        del self._jobs[seq.job_id]
-        self._stats.requests_finished += 1
-        if seq.grammar is not None and seq.grammar.failed:  # its mask let EOS only
-            log.warning("grammar_failed", job=seq.job_id, error=seq.grammar.failed[:500])
-        calls = seq.tools.take() if seq.tools is not None else []
-        if seq.tools is not None and seq.tools.calls and finish_reason == "stop":
-            finish_reason = "tool_calls"
-        events.finished.append(
-            Finished(
-                id=seq.job_id,
-                finish_reason=finish_reason,  # type: ignore[arg-type]
-                usage=Usage(seq.prompt_tokens, seq.completion_tokens, seq.cached_tokens),
-                text="".join(seq.pending_text),
-                logprobs=self._take_logprobs(seq),
-                stop_sequence=seq.stops.matched,
-                reasoning="".join(seq.pending_reasoning),
-                tool_calls=calls,
-            )
-        )
-        return True, first_text
-
-    @staticmethod
-    def _split_reasoning(seq: _Sequence, text: str, *, end: bool) -> None:
-        """Route text to the answer or the reasoning; markers themselves vanish.
-        The answer's tool calls (if it may have any) are taken out of it."""
-        if seq.reasoning is None:
-            segments = [("normal", text)]
-        else:
-            seq.reasoning, segments = TextStateMachine.split(seq.reasoning, text)
-            if end:  # a marker's possible start held back is plain text after all
-                seq.reasoning, held, state = TextStateMachine.flush(seq.reasoning)
-                segments.append((state, held))
-        answer = []
-        for state, part in segments:
-            if state == "reasoning":
-                seq.pending_reasoning.append(part)
-            else:
-                answer.append(part)
-        content = "".join(answer)
-        if seq.tools is not None:
-            content = seq.tools.feed(content, end=end)
-        seq.pending_text.append(content)
-
-    def _logprob(self, token: int, logprobs: mx.array, top: int) -> TokenLogprob:
-        """OpenAI's view of a token: its text and raw bytes, and the likeliest alternatives."""
-        logprobs = logprobs.reshape(-1)
-        alternatives: list[TopLogprob] = []
-        if top > 0:
-            ids = mx.argpartition(-logprobs, kth=top - 1)[:top]
-            values = logprobs[ids]
-            order = mx.argsort(-values)
-            ranked: list[int] = ids[order].tolist()  # type: ignore[assignment]
-            scores: list[float] = values[order].tolist()  # type: ignore[assignment]
-            for i, value in zip(ranked, scores, strict=True):
-                if value == -math.inf:  # masked out by a grammar: not an alternative
-                    break
-                raw = self._token_bytes(i)
-                alternatives.append(TopLogprob(token_text(raw), value, list(raw)))
-        raw = self._token_bytes(token)
-        chosen = float(logprobs[token].item())  # type: ignore[arg-type]
-        return TokenLogprob(token_text(raw), chosen, list(raw), alternatives)
+        accepted = seq.output.accept(token, logprobs, finish_reason)
+        if accepted.finished is not None:
+            del self._jobs[seq.job_id]
+            self._stats.requests_finished += 1
+            if seq.grammar is not None and seq.grammar.failed:  # its mask let EOS only
+                log.warning("grammar_failed", job=seq.job_id, error=seq.grammar.failed[:500])
+            events.finished.append(accepted.finished)
+        return accepted
 
     def stats(self) -> WorkerStats:
         self._stats.active = len(self._jobs)
         return self._stats
-
-
-def _template_message(message: ChatMessage) -> dict[str, Any]:
-    """A message as Hugging Face chat templates expect it: tool calls with
-    their arguments as an object (as mlx-lm's server passes them)."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.name is not None:
-        out["name"] = message.name
-    if message.tool_calls:
-        if out["content"] is None:
-            out["content"] = ""
-        out["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": json.loads(call.arguments)},
-            }
-            for call in message.tool_calls
-        ]
-    if message.tool_call_id is not None:
-        out["tool_call_id"] = message.tool_call_id
-    return out

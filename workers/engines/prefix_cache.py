@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlx_lm.models.cache import LRUPromptCache
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
 
 
 class PrefixCache(LRUPromptCache):
@@ -39,3 +39,20 @@ class PrefixCache(LRUPromptCache):
         if self.reusable_tokens(model, tokens) < min(self.min_tokens, len(tokens) - 1):
             return None, tokens
         return super().fetch_nearest_cache(model, tokens)
+
+    def longest_prefix(self, model: Any, tokens: list[int]) -> tuple[Any, int]:
+        """A copy of the KV cache of the longest cached prefix of ``tokens``,
+        and how many tokens it holds; (None, 0) if none is worth it.
+
+        At least the prompt's last token is always left to feed: it is what
+        makes the first new token.
+        """
+        cache, rest = self.fetch_nearest_cache(model, tokens)
+        if cache is None:
+            return None, 0
+        if not rest:
+            if not can_trim_prompt_cache(cache):
+                return None, 0
+            trim_prompt_cache(cache, 1)
+            rest = tokens[-1:]
+        return cache, len(tokens) - len(rest)

@@ -14,7 +14,6 @@ logprobs and response_format are refused with a 400 naming the field.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from protocol.config import ModelConfig
 from protocol.messages import (
     ChatJob,
     ChatMessage,
-    Delta,
     Events,
     Finished,
     FinishReason,
@@ -37,8 +35,9 @@ from protocol.messages import (
     WorkerStats,
 )
 from workers.engine import JobError, engine_options, room_left
+from workers.engines.image_files import decode_image
 from workers.engines.one_at_a_time import OneAtATime
-from workers.engines.stops import StopStringMatcher
+from workers.engines.text_output import Accepted, TextOutput
 from workers.weights import local_or_hub
 
 log = structlog.get_logger()
@@ -52,21 +51,20 @@ class VLMOptions(msgspec.Struct, forbid_unknown_fields=True):
     # Defaults to the language model's max_position_embeddings.
     context_length: int | None = None
     trust_remote_code: bool = False
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
 
 
 @dataclass
 class _Job:
-    job_id: str
     inputs: dict[str, Any]  # prepare_inputs' output: input_ids, pixel_values, ...
     params: SamplingParams
-    prompt_tokens: int
     max_tokens: int
-    stops: StopStringMatcher
+    # Its text pipeline: stop strings, pending text (mlx-vlm decodes the tokens).
+    output: TextOutput
     results: Iterator[Any] | None = None  # stream_generate, once started
-    completion_tokens: int = 0
-    sent_text: bool = False
+
+    @property
+    def job_id(self) -> str:
+        return self.output.job_id
 
 
 class VLMEngine:
@@ -77,8 +75,6 @@ class VLMEngine:
         self.options = engine_options(model, VLMOptions)
         self._jobs: OneAtATime[_Job] = OneAtATime()
         self._stats = WorkerStats()
-        # count_only jobs, answered by the next step
-        self._counted: list[Finished] = []
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -95,36 +91,37 @@ class VLMEngine:
             or 4096
         )
 
-    def reset(self) -> None:
-        self._close(self._jobs.clear())
-
     # --- jobs ---------------------------------------------------------------
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> Events | None:
         if not isinstance(job, ChatJob):
             raise JobError(
                 f"model {self.config.name!r} is a vision model: use /v1/chat/completions",
                 param="prompt",
             )
         self._check_params(job)
-        images = [_image(data, i) for i, m in enumerate(job.messages) for data in m.images]
+        images = [
+            decode_image(
+                data, what=f"an image of messages[{i}]", param=f"messages[{i}].content"
+            ).convert("RGB")
+            for i, m in enumerate(job.messages)
+            for data in m.images
+        ]
         inputs = self._prepare(job.messages, images)
         prompt_tokens = int(inputs["input_ids"].size)
         if job.count_only:
-            self._counted.append(Finished(job.id, "stop", Usage(prompt_tokens, 0)))
-            return
+            return Events(finished=[Finished(job.id, "stop", Usage(prompt_tokens, 0))])
         room = room_left(self.context_length, prompt_tokens, " (images included)")
         params = job.params
         self._jobs.add(
             _Job(
-                job_id=job.id,
                 inputs=inputs,
                 params=params,
-                prompt_tokens=prompt_tokens,
                 max_tokens=min(params.max_tokens or self.options.default_max_tokens, room),
-                stops=StopStringMatcher(params.stop),
+                output=TextOutput(job.id, prompt_tokens=prompt_tokens, stop=params.stop),
             )
         )
+        return None
 
     def _check_params(self, job: ChatJob) -> None:
         params = job.params
@@ -176,7 +173,7 @@ class VLMEngine:
         return job is not None
 
     def has_work(self) -> bool:
-        return self._jobs.has_work() or bool(self._counted)
+        return self._jobs.has_work()
 
     def stats(self) -> WorkerStats:
         return self._jobs.count(self._stats)
@@ -186,8 +183,7 @@ class VLMEngine:
     def step(self, budget_s: float) -> Events:
         """Decode the running job for up to ``budget_s`` (its prefill, with the
         vision tower, may take longer), returning early at its first text."""
-        events = Events(deltas=[], finished=self._counted, failed=[])
-        self._counted = []
+        events = Events(deltas=[], finished=[], failed=[])
         deadline = time.perf_counter() + budget_s
         while time.perf_counter() < deadline:
             job = self._jobs.running
@@ -196,16 +192,18 @@ class VLMEngine:
                 if job is None:
                     break
                 job.results = self._start(job)
-            assert job.results is not None
-            text, tokens, done, first_text = self._advance(job)
-            if text or tokens:
-                events.deltas.append(Delta(job.job_id, text, tokens))
-            if done is not None:
-                events.finished.append(done)
+            accepted = self._advance(job)
+            if accepted.finished is not None:
+                events.finished.append(accepted.finished)
+                self._close(job)
                 self._jobs.finish()
-            if first_text:
+                self._stats.requests_finished += 1
+            if accepted.first_text:
                 break
-        return _merged(events)
+        running = self._jobs.running
+        if running is not None and (delta := running.output.delta()) is not None:
+            events.deltas.append(delta)
+        return events
 
     def _start(self, job: _Job) -> Iterator[Any]:
         from mlx_vlm import stream_generate
@@ -217,7 +215,7 @@ class VLMEngine:
             for k, v in inputs.items()
             if k not in ("input_ids", "pixel_values", "attention_mask")
         }
-        self._stats.prompt_tokens += job.prompt_tokens
+        self._stats.prompt_tokens += job.output.prompt_tokens
         return stream_generate(
             self.model,
             self.processor,  # type: ignore[arg-type]
@@ -240,35 +238,21 @@ class VLMEngine:
             **extra,
         )
 
-    def _advance(self, job: _Job) -> tuple[str, int, Finished | None, bool]:
-        """One token of ``job``: (new text, new tokens, Finished if it ended, first text?)."""
+    def _advance(self, job: _Job) -> Accepted:
+        """The next result of ``job``'s ``stream_generate`` through its text pipeline."""
         assert job.results is not None
+        output = job.output
         result = next(job.results, None)
         if result is None:  # the generator ended without a final result
-            return "", 0, self._finish(job, "length", None), False
-        new_tokens = max(0, result.generation_tokens - job.completion_tokens)
-        job.completion_tokens = max(job.completion_tokens, result.generation_tokens)
+            return output.accept_text("", 0, "length")
+        # Its last result repeats the last count, or counts the EOS token.
+        new_tokens = max(0, result.generation_tokens - output.completion_tokens)
         self._stats.generation_tokens += new_tokens
-        text, hit_stop = job.stops.feed(result.text)
-        if hit_stop:
-            self._close(job)
-            return text, new_tokens, self._finish(job, "stop", job.stops.matched), False
+        # None at max_tokens too: stream_generate's final (finalizing) result is to come.
+        reason: FinishReason | None = None
         if result.finish_reason is not None:
-            text += job.stops.flush()
-            reason: FinishReason = "stop" if result.finish_reason == "stop" else "length"
-            return text, new_tokens, self._finish(job, reason, None), False
-        if job.completion_tokens >= job.max_tokens:
-            # stream_generate's final (finalizing) result is still to come.
-            return text, new_tokens, None, False
-        first_text = bool(text) and not job.sent_text
-        job.sent_text |= first_text
-        return text, new_tokens, None, first_text
-
-    def _finish(self, job: _Job, reason: FinishReason, stop: str | None) -> Finished:
-        self._close(job)
-        self._stats.requests_finished += 1
-        usage = Usage(job.prompt_tokens, job.completion_tokens)
-        return Finished(job.job_id, reason, usage, stop_sequence=stop)
+            reason = "stop" if result.finish_reason == "stop" else "length"
+        return output.accept_text(result.text, new_tokens, reason)
 
     @staticmethod
     def _close(job: _Job | None) -> None:
@@ -277,32 +261,3 @@ class VLMEngine:
             if close is not None:
                 close()
             job.results = None
-
-
-def _image(data: bytes, index: int) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise JobError(
-            f"an image of messages[{index}] could not be decoded: {exc}",
-            param=f"messages[{index}].content",
-        ) from exc
-    return image.convert("RGB")
-
-
-def _merged(events: Events) -> Events:
-    """One delta per job per step (a step may decode several tokens)."""
-    merged: dict[str, Delta] = {}
-    for delta in events.deltas:
-        if delta.id in merged:
-            before = merged[delta.id]
-            merged[delta.id] = Delta(
-                delta.id, before.text + delta.text, before.tokens + delta.tokens
-            )
-        else:
-            merged[delta.id] = delta
-    events.deltas = list(merged.values())
-    return events

@@ -47,8 +47,13 @@ from protocol.messages import (
     Word,
     WorkerStats,
 )
-from workers.engine import JobError, engine_options
-from workers.engines.whisper_audio import SAMPLE_RATE, AudioDecodeError, decode_audio
+from workers.engine import JobError, engine_options, unprocessable
+from workers.engines.whisper_audio import (
+    SAMPLE_RATE,
+    AudioDecodeError,
+    NoAudioDecoder,
+    decode_audio,
+)
 from workers.weights import local_or_hub
 
 log = structlog.get_logger()
@@ -79,8 +84,6 @@ class WhisperOptions(msgspec.Struct, forbid_unknown_fields=True):
     # "auto": float16 on a GPU (Metal); float32 on the CPU, where float16
     # matmuls have no BLAS and are several times slower.
     dtype: Literal["auto", "float16", "float32"] = "auto"
-    # BLAS threads of the model process (read by its supervisor).
-    blas_threads: int = 1
 
 
 class _Cancelled(Exception):
@@ -127,13 +130,6 @@ class WhisperEngine:
         self._loaded.wait()
         if self._load_error is not None:
             raise self._load_error
-
-    def reset(self) -> None:
-        for job in self._pending:
-            job.audio.cancel()
-        self._pending.clear()
-        if self._running is not None:
-            self._running.cancelled.set()  # its late result is dropped
 
     # --- jobs ---------------------------------------------------------------
 
@@ -217,18 +213,23 @@ class WhisperEngine:
             if error is None:
                 continue
             self._pending.remove(job)
+            name = self.config.name
             if isinstance(error, AudioDecodeError):
                 events.failed.append(JobFailed(job.id, 400, "invalid_audio", str(error), "file"))
+            elif isinstance(error, NoAudioDecoder):  # this host's fault, for every upload
+                message = f"model {name!r} cannot decode audio: {error}"
+                events.failed.append(JobFailed(job.id, 503, "audio_decoder_missing", message))
             else:
-                events.failed.append(JobFailed(job.id, 500, "internal_error", str(error)))
+                events.failed.append(unprocessable(job.id, name, error))
 
     def _report(self, job: _Job, result: Transcript | BaseException, events: Events) -> None:
         if job.cancelled.is_set():
             return  # the runtime forgot the job when it was cancelled
         if isinstance(result, BaseException):
+            # This upload's own transcription (Whisper keeps no state between
+            # jobs, so the next one starts clean): it fails alone.
             log.error("transcription failed", job=job.id, error=repr(result))
-            message = f"the transcription failed: {type(result).__name__}: {result}"
-            events.failed.append(JobFailed(job.id, 500, "engine_error", message))
+            events.failed.append(unprocessable(job.id, self.config.name, result))
             return
         tokens = sum(len(s.tokens) for s in result.segments)
         self._stats_tokens += tokens

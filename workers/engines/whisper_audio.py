@@ -20,6 +20,10 @@ class AudioDecodeError(Exception):
     """The bytes are not audio ffmpeg can read (the message says why)."""
 
 
+class NoAudioDecoder(RuntimeError):
+    """ffmpeg is missing: no upload can be decoded."""
+
+
 def decode_audio(data: bytes, filename: str = "", sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The audio in ``data`` as mono float32 samples at ``sample_rate``."""
     what = f"the uploaded file {filename!r}" if filename else "the uploaded file"
@@ -27,7 +31,7 @@ def decode_audio(data: bytes, filename: str = "", sample_rate: int = SAMPLE_RATE
         raise AudioDecodeError(f"{what} is empty")
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise RuntimeError("ffmpeg is not installed (it decodes uploaded audio): install it")
+        raise NoAudioDecoder("ffmpeg is not installed (it decodes uploaded audio): install it")
     command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-i", "pipe:0"]
     command += ["-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(sample_rate), "-"]
     done = subprocess.run(command, input=data, capture_output=True, check=False)
