@@ -22,12 +22,15 @@ def main(argv: list[str] | None = None) -> None:
     host = args.host or config.gateway.host
     port = args.port or config.gateway.port
     setproctitle.setproctitle(f"mlx-gateway gateway {host}:{port}")
-    configure_logging("gateway")
+    log_format = config.gateway.log_format
+    configure_logging("gateway", log_format)
     uvicorn.run(
         create_app(config),
         host=host,
         port=port,
         log_level="warning",
+        # JSON logs: uvicorn's records go through the root logger's JSON formatter.
+        log_config=None if log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=5,
     )
 
