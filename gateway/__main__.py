@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import setproctitle
 import uvicorn
 
 from gateway.app import create_app
+from gateway.security import InsecureBindError, check_bind
 from protocol.config import load_config
 from protocol.logs import configure_logging
 
@@ -21,6 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     host = args.host or config.gateway.host
     port = args.port or config.gateway.port
+    try:
+        check_bind(host, config.gateway)
+    except InsecureBindError as exc:
+        sys.exit(f"mlx-gateway: {exc}")
     setproctitle.setproctitle(f"mlx-gateway gateway {host}:{port}")
     log_format = config.gateway.log_format
     configure_logging("gateway", log_format)

@@ -23,6 +23,7 @@ from gateway.images_api import image_edits, image_file, image_generations
 from gateway.metrics import metrics, metrics_registry
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware, UnhandledErrorMiddleware
 from gateway.models import get_model, list_models
+from gateway.rate_limit import RateLimiter, RateLimitMiddleware
 from gateway.registry import Registry
 from gateway.speech import list_voices, speech
 from gateway.transcriptions import transcriptions, translations
@@ -74,6 +75,11 @@ def create_app(config: Config) -> Starlette:
             expose_headers=["X-Request-ID", "X-House-ID"],
         ),
         Middleware(APIKeyMiddleware, keys=settings.api_keys),
+        Middleware(
+            RateLimitMiddleware,
+            limiter=RateLimiter.from_setting(settings.rate_limit),
+            by_key=bool(settings.api_keys),
+        ),
         # Innermost, so its 500s carry the request id and CORS headers too.
         Middleware(UnhandledErrorMiddleware),
     ]

@@ -3,7 +3,6 @@ keys, and the last word on errors nothing else answered."""
 
 from __future__ import annotations
 
-import secrets
 import time
 
 import structlog
@@ -13,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import phase4
 from gateway.errors import APIError, internal_error
 from gateway.metrics import RequestMetrics
+from gateway.security import key_matches, presented_key
 
 log = structlog.get_logger()
 
@@ -84,20 +84,16 @@ class APIKeyMiddleware:
             # Generated images' URLs are capabilities (128 random bits, expiring),
             # fetched by browsers and <img> tags that send no key, as OpenAI's are.
             and not scope["path"].startswith("/v1/images/files/")
+            and not key_matches(presented_key(Headers(scope=scope)), self.keys)
         ):
-            headers = Headers(scope=scope)
-            scheme, _, token = headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer":
-                token = headers.get("x-api-key", "")
-            if not any(secrets.compare_digest(token.strip().encode(), k) for k in self.keys):
-                response = APIError(
-                    401,
-                    "Incorrect API key provided. "
-                    "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
-                    code="invalid_api_key",
-                ).response()
-                await response(scope, receive, send)
-                return
+            response = APIError(
+                401,
+                "Incorrect API key provided. "
+                "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+                code="invalid_api_key",
+            ).response()
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
