@@ -23,6 +23,7 @@ from gateway.images_api import image_edits, image_file, image_generations
 from gateway.metrics import metrics, metrics_registry
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware, UnhandledErrorMiddleware
 from gateway.models import get_model, list_models
+from gateway.openapi import openapi_json
 from gateway.rate_limit import RateLimiter, RateLimitMiddleware
 from gateway.registry import Registry
 from gateway.speech import list_voices, speech
@@ -59,6 +60,7 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/admin/models/{model:path}/restart", restart_model, methods=["POST"]),
     ]
     settings = config.gateway
