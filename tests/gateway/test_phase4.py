@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.testclient import TestClient
@@ -21,6 +22,14 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 def request_with(headers: dict[str, str]) -> Request:
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     return Request({"type": "http", "method": "POST", "path": "/", "headers": raw})
+
+
+@pytest.fixture(autouse=True)
+def no_log_context_left() -> Iterator[None]:
+    """adopt_metadata binds the ids for the request's log lines; outside a
+    request (these tests) they would stay bound for the next test."""
+    yield
+    structlog.contextvars.clear_contextvars()
 
 
 @pytest.fixture
