@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import setproctitle
 import uvicorn
 
 from gateway.app import create_app
+from gateway.security import InsecureBindError, check_bind
 from protocol.config import load_config
 from protocol.logs import configure_logging
 
@@ -21,13 +23,20 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     host = args.host or config.gateway.host
     port = args.port or config.gateway.port
+    try:
+        check_bind(host, config.gateway)
+    except InsecureBindError as exc:
+        sys.exit(f"mlx-gateway: {exc}")
     setproctitle.setproctitle(f"mlx-gateway gateway {host}:{port}")
-    configure_logging("gateway")
+    log_format = config.gateway.log_format
+    configure_logging("gateway", log_format)
     uvicorn.run(
         create_app(config),
         host=host,
         port=port,
         log_level="warning",
+        # JSON logs: uvicorn's records go through the root logger's JSON formatter.
+        log_config=None if log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=5,
     )
 

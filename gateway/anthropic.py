@@ -18,6 +18,7 @@ from gateway.anthropic_requests import chat_job
 from gateway.anthropic_schemas import CountTokensRequest, MessagesRequest
 from gateway.body import decode_json
 from gateway.client_disconnect import respond_while_connected
+from gateway.dispatch import submit_job
 from gateway.registry import TEXT_FAMILIES
 from gateway.sse import sse_response
 
@@ -26,7 +27,7 @@ from gateway.sse import sse_response
 async def messages(request: Request) -> Response:
     body = await decode_json(request, MessagesRequest)
     worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
-    stream = worker.submit(chat_job(worker.new_job_id(), body))
+    stream = await submit_job(request, worker, chat_job(worker.new_job_id(), body))
     model = worker.model.name
     if body.stream:
         return sse_response(message_events(stream, model), error_event)
@@ -48,5 +49,6 @@ async def count_tokens(request: Request) -> Response:
         thinking=count.thinking,
     )
     worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
-    stream = worker.submit(chat_job(worker.new_job_id(), body, count_only=True))
+    job = chat_job(worker.new_job_id(), body, count_only=True)
+    stream = await submit_job(request, worker, job, timed=False)
     return await respond_while_connected(request, token_count(stream))

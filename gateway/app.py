@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,12 +20,15 @@ from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import health
 from gateway.image_store import ImageStore
 from gateway.images_api import image_edits, image_file, image_generations
-from gateway.metrics import RequestMetrics, metrics
+from gateway.metrics import metrics, metrics_registry
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware, UnhandledErrorMiddleware
 from gateway.models import get_model, list_models
+from gateway.openapi import openapi_json
+from gateway.rate_limit import RateLimiter, RateLimitMiddleware
 from gateway.registry import Registry
 from gateway.speech import list_voices, speech
 from gateway.transcriptions import transcriptions, translations
+from gateway.worker_client import WorkerClient
 from protocol.config import Config
 
 
@@ -57,10 +60,13 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/admin/models/{model:path}/restart", restart_model, methods=["POST"]),
     ]
     settings = config.gateway
-    request_metrics = RequestMetrics()
+    registry, request_metrics, model_metrics = metrics_registry(lambda: _workers(app))
+    for model in config.models:
+        model_metrics.of(model.name)  # every model's series, at zero from the start
     middleware = [
         Middleware(RequestIDMiddleware, metrics=request_metrics),
         Middleware(
@@ -68,9 +74,14 @@ def create_app(config: Config) -> Starlette:
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-House-ID"],
         ),
         Middleware(APIKeyMiddleware, keys=settings.api_keys),
+        Middleware(
+            RateLimitMiddleware,
+            limiter=RateLimiter.from_setting(settings.rate_limit),
+            by_key=bool(settings.api_keys),
+        ),
         # Innermost, so its 500s carry the request id and CORS headers too.
         Middleware(UnhandledErrorMiddleware),
     ]
@@ -82,6 +93,14 @@ def create_app(config: Config) -> Starlette:
     )
     app.state.config = config
     app.state.request_metrics = request_metrics
+    app.state.model_metrics = model_metrics
+    app.state.metrics_registry = registry
     app.state.image_store = ImageStore(settings.image_store_capacity, settings.image_url_ttl)
     app.state.started = int(time.time())
     return app
+
+
+def _workers(app: Starlette) -> Iterable[WorkerClient]:
+    """The workers, once the app has started (its lifespan makes the registry)."""
+    registry: Registry | None = getattr(app.state, "registry", None)
+    return registry.workers.values() if registry is not None else ()

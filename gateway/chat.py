@@ -12,6 +12,7 @@ from starlette.responses import Response
 from gateway.body import decode_json
 from gateway.chat_images import load_image
 from gateway.client_disconnect import respond_while_connected
+from gateway.dispatch import submit_jobs
 from gateway.errors import APIError
 from gateway.generation import (
     choice_params,
@@ -42,14 +43,16 @@ from gateway.openai_schemas import (
     ToolCallOut,
     TopLogprobOut,
 )
+from gateway.phase4 import Correlation, adopt_metadata
 from gateway.registry import TEXT_FAMILIES
 from gateway.sse import DONE, sse_event, sse_response
 from gateway.text_pieces import collect, merged_pieces
-from protocol.messages import ChatJob, ChatMessage, TokenLogprob, ToolCall
+from protocol.messages import ChatJob, ChatMessage, Job, TokenLogprob, ToolCall
 
 
 async def chat_completions(request: Request) -> Response:
     body = await decode_json(request, ChatCompletionRequest)
+    ids = adopt_metadata(request, body.metadata)
     worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
     if body.top_logprobs and not body.logprobs:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
@@ -75,19 +78,21 @@ async def chat_completions(request: Request) -> Response:
                     for j, part in enumerate(original.content)
                     if isinstance(part, ImagePart)
                 ]
-    streams = worker.submit_all(
-        [
-            ChatJob(worker.new_job_id(), messages, p, tools.tools, tools.mode)
-            for p in choice_params(params, body.n)
-        ]
-    )
+    jobs: list[Job] = [
+        ChatJob(worker.new_job_id(), messages, p, tools.tools, tools.mode)
+        for p in choice_params(params, body.n)
+    ]
+    streams = await submit_jobs(request, worker, jobs)
     model = worker.model.name
     if body.stream:
-        return sse_response(_chunks(streams, model, wants_usage_chunk(body)))
-    return await respond_while_connected(request, _reply(streams, model, bool(body.logprobs)))
+        return sse_response(_chunks(streams, model, wants_usage_chunk(body), ids))
+    reply = _reply(streams, model, bool(body.logprobs), ids)
+    return await respond_while_connected(request, reply)
 
 
-async def _reply(streams: list[JobStream], model: str, logprobs: bool) -> Response:
+async def _reply(
+    streams: list[JobStream], model: str, logprobs: bool, ids: Correlation
+) -> Response:
     outputs = await collect(streams)
     choices = []
     for index, out in enumerate(outputs):
@@ -105,17 +110,19 @@ async def _reply(streams: list[JobStream], model: str, logprobs: bool) -> Respon
         model=model,
         choices=choices,
         usage=usage_of([out.finished for out in outputs if out.finished]),
+        htdi=ids.htdi(),
     )
     return Response(msgspec.json.encode(reply), media_type="application/json")
 
 
 async def _chunks(
-    streams: list[JobStream], model: str, include_usage: bool
+    streams: list[JobStream], model: str, include_usage: bool, ids: Correlation
 ) -> AsyncIterator[bytes]:
     cid, created = response_id("chatcmpl"), now()
 
-    def chunk(choice: ChunkChoice) -> bytes:
-        return sse_event(ChatCompletionChunk(cid, created, model, [choice]))
+    def chunk(choice: ChunkChoice, *, last: bool = False) -> bytes:
+        htdi = ids.htdi() if last else msgspec.UNSET
+        return sse_event(ChatCompletionChunk(cid, created, model, [choice], htdi=htdi))
 
     for index in range(len(streams)):
         yield chunk(ChunkChoice(index, ChunkDelta(role="assistant", content="")))
@@ -141,9 +148,13 @@ async def _chunks(
                 yield chunk(ChunkChoice(index, ChunkDelta(tool_calls=[args])))
         if piece.finished is not None:
             finished.append(piece.finished)
-            yield chunk(ChunkChoice(index, ChunkDelta(), piece.finished.finish_reason))
+            # The stream's final chunk carries htdi: the usage chunk, if one follows.
+            last = len(finished) == len(streams) and not include_usage
+            choice = ChunkChoice(index, ChunkDelta(), piece.finished.finish_reason)
+            yield chunk(choice, last=last)
     if include_usage:
-        yield sse_event(ChatCompletionChunk(cid, created, model, [], usage=usage_of(finished)))
+        usage = usage_of(finished)
+        yield sse_event(ChatCompletionChunk(cid, created, model, [], usage=usage, htdi=ids.htdi()))
     yield DONE
 
 

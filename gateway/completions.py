@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from gateway.body import decode_json
 from gateway.client_disconnect import respond_while_connected
+from gateway.dispatch import submit_jobs
 from gateway.errors import APIError
 from gateway.generation import (
     choice_params,
@@ -30,14 +31,16 @@ from gateway.openai_schemas import (
     PromptTokensDetails,
     Usage,
 )
+from gateway.phase4 import Correlation, adopt_metadata
 from gateway.registry import TEXT_FAMILIES
 from gateway.sse import DONE, sse_event, sse_response
 from gateway.text_pieces import collect, merged_pieces
-from protocol.messages import CompletionJob, Finished, TokenLogprob
+from protocol.messages import CompletionJob, Finished, Job, TokenLogprob
 
 
 async def completions(request: Request) -> Response:
     body = await decode_json(request, CompletionRequest)
+    ids = adopt_metadata(request, body.metadata)
     worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
     reject_unsupported(
         suffix=body.suffix,
@@ -53,20 +56,19 @@ async def completions(request: Request) -> Response:
         echo=body.echo,
     )
     # A batch of prompts gives n choices per prompt, prompt i's at i * n + j.
-    streams = worker.submit_all(
-        [
-            CompletionJob(worker.new_job_id(), prompt, p)
-            for prompt in _prompts(body.prompt)
-            for p in choice_params(params, body.n)
-        ]
-    )
+    jobs: list[Job] = [
+        CompletionJob(worker.new_job_id(), prompt, p)
+        for prompt in _prompts(body.prompt)
+        for p in choice_params(params, body.n)
+    ]
+    streams = await submit_jobs(request, worker, jobs)
     model = worker.model.name
     if body.stream:
-        return sse_response(_chunks(streams, model, wants_usage_chunk(body), body.n))
-    return await respond_while_connected(request, _reply(streams, model, body.n))
+        return sse_response(_chunks(streams, model, wants_usage_chunk(body), body.n, ids))
+    return await respond_while_connected(request, _reply(streams, model, body.n, ids))
 
 
-async def _reply(streams: list[JobStream], model: str, n: int) -> Response:
+async def _reply(streams: list[JobStream], model: str, n: int, ids: Correlation) -> Response:
     outputs = await collect(streams)
     choices = []
     for index, out in enumerate(outputs):
@@ -79,30 +81,35 @@ async def _reply(streams: list[JobStream], model: str, n: int) -> Response:
         model=model,
         choices=choices,
         usage=_batch_usage([out.finished for out in outputs if out.finished], n),
+        htdi=ids.htdi(),
     )
     return Response(msgspec.json.encode(reply), media_type="application/json")
 
 
 async def _chunks(
-    streams: list[JobStream], model: str, include_usage: bool, n: int
+    streams: list[JobStream], model: str, include_usage: bool, n: int, ids: Correlation
 ) -> AsyncIterator[bytes]:
     cid, created = response_id("cmpl"), now()
     finished: dict[int, Finished] = {}
     offsets = [0] * len(streams)
     async for index, piece in merged_pieces(streams):
         reason = piece.finished.finish_reason if piece.finished is not None else None
+        if piece.finished is not None:
+            finished[index] = piece.finished
         if piece.text or reason:
             logprobs = None
             if piece.logprobs is not None:
                 logprobs = _logprobs(piece.logprobs, offsets[index])
             offsets[index] += len(piece.text)
             choice = CompletionChoice(index, piece.text, reason, logprobs)
-            yield sse_event(Completion(cid, created, model, [choice]))
-        if piece.finished is not None:
-            finished[index] = piece.finished
+            # The stream's final chunk carries htdi: the usage chunk, if one follows.
+            last = len(finished) == len(streams) and not include_usage
+            htdi = ids.htdi() if last else msgspec.UNSET
+            yield sse_event(Completion(cid, created, model, [choice], htdi=htdi))
     if include_usage:
         ordered = [finished[i] for i in sorted(finished)]
-        yield sse_event(Completion(cid, created, model, [], usage=_batch_usage(ordered, n)))
+        usage = _batch_usage(ordered, n)
+        yield sse_event(Completion(cid, created, model, [], usage=usage, htdi=ids.htdi()))
     yield DONE
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
+
+from gateway.phase4 import Htdi
 
 
 class EmbeddingRequest(msgspec.Struct):
@@ -16,6 +18,8 @@ class EmbeddingRequest(msgspec.Struct):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, Meta(ge=1)] | None = None
     user: str | None = None
+    # OpenAI's metadata object; the Phase-4 contract reads requestId and houseId from it.
+    metadata: dict[str, Any] | None = None
 
 
 class EmbeddingData(msgspec.Struct):
@@ -34,3 +38,4 @@ class EmbeddingList(msgspec.Struct):
     data: list[EmbeddingData]
     model: str
     usage: EmbeddingUsage
+    htdi: Htdi | UnsetType = UNSET

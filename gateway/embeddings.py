@@ -19,9 +19,11 @@ from starlette.responses import Response
 
 from gateway.body import decode_json
 from gateway.client_disconnect import respond_while_connected
+from gateway.dispatch import submit_job
 from gateway.embedding_schemas import EmbeddingData, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from gateway.errors import APIError
 from gateway.job_stream import JobStream
+from gateway.phase4 import Correlation, adopt_metadata
 from protocol.messages import EmbeddingJob, Embeddings, Finished
 
 FAMILIES = ("embeddings",)
@@ -31,13 +33,16 @@ MAX_INPUTS = 2048
 
 async def embeddings(request: Request) -> Response:
     body = await decode_json(request, EmbeddingRequest)
+    ids = adopt_metadata(request, body.metadata)
     worker = request.app.state.registry.resolve(body.model, FAMILIES)
     job = EmbeddingJob(worker.new_job_id(), _inputs(body.input), body.dimensions)
-    stream = worker.submit(job)
-    return await respond_while_connected(request, _reply(stream, body, worker.model.name))
+    stream = await submit_job(request, worker, job)
+    return await respond_while_connected(request, _reply(stream, body, worker.model.name, ids))
 
 
-async def _reply(stream: JobStream, body: EmbeddingRequest, model: str) -> Response:
+async def _reply(
+    stream: JobStream, body: EmbeddingRequest, model: str, ids: Correlation
+) -> Response:
     vectors: list[bytes] | None = None
     tokens = 0
     async for event in stream.events():
@@ -53,6 +58,7 @@ async def _reply(stream: JobStream, body: EmbeddingRequest, model: str) -> Respo
         data=[EmbeddingData("embedding", i, encode(v)) for i, v in enumerate(vectors)],
         model=model,
         usage=EmbeddingUsage(tokens, tokens),
+        htdi=ids.htdi(),
     )
     return Response(msgspec.json.encode(reply), media_type="application/json")
 

@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from gateway.body import decode_json, invalid_request, read_limited
 from gateway.client_disconnect import respond_while_connected
+from gateway.dispatch import submit_job
 from gateway.errors import APIError
 from gateway.generation import now
 from gateway.image_schemas import (
@@ -100,7 +101,7 @@ async def _run(
         strength=getattr(body, "strength", None),
         partial_images=body.partial_images or 0,
     )
-    stream = worker.submit(job)
+    stream = await submit_job(request, worker, job)
     if body.stream:
         return sse_response(_events(stream, kind, body.n))
     return await respond_while_connected(request, _reply(request, stream, body.response_format))

@@ -22,8 +22,12 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
+import structlog
+
 from gateway.errors import APIError
 from protocol.messages import Delta, Finished, JobFailed, Output
+
+log = structlog.get_logger()
 
 JobEvent = Delta | Output | Finished | JobFailed
 # What a reader gets: a failure is raised instead.
@@ -47,10 +51,18 @@ class JobStream:
         self._queue: deque[JobEvent] = deque()
         self._arrived = asyncio.Event()
         self._timer = asyncio.get_running_loop().call_later(time_limit, self._expire, time_limit)
+        # Told of each event as it arrives (the job's timings, gateway/job_timing.py).
+        self.observer: Callable[[JobEvent], None] | None = None
 
     def put(self, event: JobEvent) -> None:
         self._queue.append(event)
         self._arrived.set()
+        if self.observer is not None:
+            try:
+                self.observer(event)
+            except Exception:  # a metrics bug must not stop the worker's receive loop
+                log.exception("job observer failed", job=self.id)
+                self.observer = None
 
     def _expire(self, time_limit: float) -> None:
         message = f"the request did not finish within {time_limit:.0f}s"

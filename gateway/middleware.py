@@ -3,23 +3,24 @@ keys, and the last word on errors nothing else answered."""
 
 from __future__ import annotations
 
-import secrets
 import time
-import uuid
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import phase4
 from gateway.errors import APIError, internal_error
 from gateway.metrics import RequestMetrics
+from gateway.security import key_matches, presented_key
 
 log = structlog.get_logger()
 
 
 class RequestIDMiddleware:
-    """Accept ``X-Request-ID`` (or generate one), echo it on the response, and
-    log one line per request with it (every log line of the request carries it)."""
+    """Accept ``X-Request-ID`` (or generate one) and ``X-House-ID``, echo them
+    on the response, and log one line per request with them (every log line of
+    the request carries them; see :mod:`gateway.phase4`)."""
 
     def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
         self.app = app
@@ -29,8 +30,9 @@ class RequestIDMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        # The ids may still change (a body's metadata): read them from here.
+        correlation = phase4.install(scope)
+        scope["state"]["request_id"] = correlation.request_id
         started = time.perf_counter()
         status = 0
 
@@ -38,10 +40,13 @@ class RequestIDMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = correlation.request_id
+                if correlation.house_id is not None:
+                    headers["X-House-ID"] = correlation.house_id
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with structlog.contextvars.bound_contextvars(**correlation.log_context(), model=None):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
@@ -58,6 +63,7 @@ class RequestIDMiddleware:
                     path=scope["path"],
                     status=status or None,
                     ms=round(1000 * seconds, 1),
+                    **correlation.log_context(),
                 )
 
 
@@ -78,20 +84,16 @@ class APIKeyMiddleware:
             # Generated images' URLs are capabilities (128 random bits, expiring),
             # fetched by browsers and <img> tags that send no key, as OpenAI's are.
             and not scope["path"].startswith("/v1/images/files/")
+            and not key_matches(presented_key(Headers(scope=scope)), self.keys)
         ):
-            headers = Headers(scope=scope)
-            scheme, _, token = headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer":
-                token = headers.get("x-api-key", "")
-            if not any(secrets.compare_digest(token.strip().encode(), k) for k in self.keys):
-                response = APIError(
-                    401,
-                    "Incorrect API key provided. "
-                    "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
-                    code="invalid_api_key",
-                ).response()
-                await response(scope, receive, send)
-                return
+            response = APIError(
+                401,
+                "Incorrect API key provided. "
+                "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+                code="invalid_api_key",
+            ).response()
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 

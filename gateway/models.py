@@ -6,6 +6,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.model_info import model_info
 from gateway.openai_schemas import ModelCard, ModelList
 from gateway.worker_client import WorkerClient
 
@@ -14,6 +15,7 @@ DEMO_NOTE = "random-weight demo model made offline; its output is gibberish"
 
 def card(worker: WorkerClient, created: int) -> ModelCard:
     m = worker.model
+    info = model_info(m)
     description = m.description
     if m.demo and DEMO_NOTE not in description:
         description = f"{description} ({DEMO_NOTE})" if description else DEMO_NOTE
@@ -26,6 +28,11 @@ def card(worker: WorkerClient, created: int) -> ModelCard:
         aliases=list(m.aliases),
         description=description,
         demo=m.demo,
+        path=info.path,
+        quantization=info.quantization,
+        context_length=info.context_length,
+        capabilities=info.capabilities,
+        max_prompt_tokens=m.max_prompt_tokens,
     )
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
+
+from gateway.phase4 import Htdi
 
 Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, Meta(gt=0.0, le=1.0)]
@@ -20,6 +22,8 @@ Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
 # Token id (as a string, JSON keys are strings) -> bias added to its logit.
 LogitBias = dict[str, Annotated[float, Meta(ge=-100.0, le=100.0)]]
 Choices = Annotated[int, Meta(ge=1, le=64)]
+# OpenAI's metadata object; the Phase-4 contract reads requestId and houseId from it.
+Metadata = dict[str, Any]
 # Extensions beyond OpenAI's fields (mlx-lm samplers): top_k, min_p, repetition_penalty.
 TopK = Annotated[int, Meta(ge=0)]
 MinP = Annotated[float, Meta(ge=0.0, le=1.0)]
@@ -138,6 +142,7 @@ class ChatCompletionRequest(msgspec.Struct):
     # "none" | "auto" | "required" | {"type": "function", "function": {"name"}}
     tool_choice: str | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    metadata: Metadata | None = None
 
 
 class CompletionRequest(msgspec.Struct):
@@ -165,6 +170,7 @@ class CompletionRequest(msgspec.Struct):
     min_p: MinP | None = None
     repetition_penalty: RepetitionPenalty | None = None
     response_format: ResponseFormat | None = None
+    metadata: Metadata | None = None
 
 
 # --- responses ----------------------------------------------------------------
@@ -230,6 +236,7 @@ class ChatCompletion(msgspec.Struct):
     usage: Usage
     object: str = "chat.completion"
     system_fingerprint: str | None = None
+    htdi: Htdi | UnsetType = UNSET
 
 
 class FunctionChunk(msgspec.Struct, omit_defaults=True):
@@ -269,6 +276,8 @@ class ChatCompletionChunk(msgspec.Struct):
     object: str = "chat.completion.chunk"
     system_fingerprint: str | None = None
     usage: Usage | None = None
+    # Only on the stream's final chunk.
+    htdi: Htdi | UnsetType = UNSET
 
 
 class CompletionLogprobs(msgspec.Struct):
@@ -295,6 +304,15 @@ class Completion(msgspec.Struct):
     object: str = "text_completion"
     system_fingerprint: str | None = None
     usage: Usage | None = None
+    # Unstreamed, and on a stream's final chunk.
+    htdi: Htdi | UnsetType = UNSET
+
+
+class Quantization(msgspec.Struct):
+    """From the model folder's config.json (``quantization``/``quantization_config``)."""
+
+    bits: int
+    group_size: int | None = None
 
 
 class ModelCard(msgspec.Struct):
@@ -307,6 +325,15 @@ class ModelCard(msgspec.Struct):
     description: str
     demo: bool
     object: str = "model"
+    # The Phase-4 registry's metadata: where the weights are (the config's
+    # path), how they are quantized, the context length, what it can do
+    # ("chat", "completions", "tools", "vision", "embeddings", ...), and the
+    # longest prompt it takes (null: the context length is the limit).
+    path: str = ""
+    quantization: Quantization | None = None
+    context_length: int | None = None
+    capabilities: list[str] = []
+    max_prompt_tokens: int | None = None
 
 
 class ModelList(msgspec.Struct):

@@ -40,6 +40,7 @@ from gateway.audio_encoding import (
 )
 from gateway.body import decode_json
 from gateway.client_disconnect import respond_while_connected
+from gateway.dispatch import submit_job
 from gateway.errors import APIError
 from gateway.job_stream import JobStream
 from gateway.speech_schemas import (
@@ -76,7 +77,8 @@ async def speech(request: Request) -> Response:
         speed=body.speed,
         timings=body.include_visemes,
     )
-    return await respond_while_connected(request, _reply(worker.submit(job), body))
+    stream = await submit_job(request, worker, job)
+    return await respond_while_connected(request, _reply(stream, body))
 
 
 async def _reply(stream: JobStream, body: SpeechRequest) -> Response:

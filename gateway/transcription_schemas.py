@@ -56,3 +56,17 @@ class TranscriptionVerboseJSON(msgspec.Struct, omit_defaults=True):
     # Present when asked for (timestamp_granularities): segments by default.
     segments: list[VerboseSegment] | None = None
     words: list[VerboseWord] | None = None
+
+
+class TranscriptionFields(msgspec.Struct, kw_only=True):
+    """The form's text fields, beside its ``file``: read one by one by
+    :mod:`gateway.transcriptions`; this describes them (``/openapi.json``)."""
+
+    model: str
+    language: str | None = None
+    prompt: str | None = None
+    response_format: ResponseFormat = "json"
+    temperature: float = 0.0
+    timestamp_granularities: list[Literal["word", "segment"]] = msgspec.field(
+        default_factory=list, name="timestamp_granularities[]"
+    )

@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from gateway import transcript_formats as formats
 from gateway.body import stream_limited
 from gateway.client_disconnect import respond_while_connected
+from gateway.dispatch import submit_job
 from gateway.errors import APIError
 from gateway.job_stream import JobStream
 from gateway.transcription_schemas import (
@@ -69,7 +70,7 @@ async def _serve(request: Request, task: Task) -> Response:
         )
     finally:
         await form.close()
-    stream = worker.submit(job)
+    stream = await submit_job(request, worker, job)
     reply = _reply(stream, task, response_format, granularities)
     return await respond_while_connected(request, reply)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -48,6 +49,17 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # memory: at most this many, each for this long (then the URL is a 404).
     image_store_capacity: int = 64
     image_url_ttl: float = 3600.0
+    # "text": key=value lines (honcho names each process); "json": one JSON
+    # object a line, each with request_id, house_id and model. Workers and
+    # supervisors read the same setting.
+    log_format: Literal["text", "json"] = "text"
+    # Requests to /v1/* per API key (per client address when there are no
+    # keys): "100/minute", "10/second", "5000/hour", "20/10s". Over it: 429
+    # with Retry-After. None: no limit.
+    rate_limit: str | None = None
+    # A host other than loopback serves the network: the gateway refuses to
+    # start there without api_keys unless this is set.
+    allow_insecure_public: bool = False
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -70,6 +82,9 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Linux: OpenBLAS (and OpenMP) threads of the model process, set by its
     # supervisor; several model processes share the cores.
     blas_threads: Annotated[int, msgspec.Meta(ge=1)] = 1
+    # A longer prompt (chat, completions, messages; each embeddings input) is
+    # a 400 with the counts; None: only the context length limits it.
+    max_prompt_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):
@@ -111,7 +126,34 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         if not Path(model.path).is_absolute() and (model.path.startswith(".") or local.exists()):
             model.path = str(local.resolve())
     _check_unique(config)
+    if config.gateway.rate_limit is not None:
+        try:
+            parse_rate_limit(config.gateway.rate_limit)
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
     return config
+
+
+_RATE = re.compile(r"^\s*([0-9]+)\s*/\s*([0-9]*)\s*([a-z]+)\s*$", re.IGNORECASE)
+_PERIODS = {
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+}
+
+
+def parse_rate_limit(text: str) -> tuple[int, float]:
+    """``"100/minute"`` (or ``"10/second"``, ``"5000/hour"``, ``"20/10s"``):
+    (requests, seconds they are allowed in)."""
+    match = _RATE.match(text)
+    unit = match[3].lower() if match else ""
+    if match is None or unit not in _PERIODS or int(match[1]) < 1 or int(match[2] or 1) == 0:
+        raise ConfigError(
+            f'rate_limit {text!r}: expected "N/second", "N/minute", "N/hour", "N/day" '
+            'or "N/<count><s|m|h|d>" with N >= 1, e.g. "100/minute" or "20/10s"'
+        )
+    return int(match[1]), int(match[2] or 1) * float(_PERIODS[unit])
 
 
 def model_from_command_line(

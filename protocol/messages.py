@@ -91,6 +91,9 @@ class ChatJob(msgspec.Struct, tag="chat"):
     # Only count the prompt's tokens (Anthropic's count_tokens): the answer is
     # a Finished whose usage has the count, with nothing generated.
     count_only: bool = False
+    # The request's X-Request-ID and X-House-ID, for the worker's log lines.
+    request_id: str = ""
+    house_id: str = ""
 
 
 class CompletionJob(msgspec.Struct, tag="completion"):
@@ -99,6 +102,9 @@ class CompletionJob(msgspec.Struct, tag="completion"):
     id: str
     prompt: str | list[int]
     params: SamplingParams
+    # The request's X-Request-ID and X-House-ID, for the worker's log lines.
+    request_id: str = ""
+    house_id: str = ""
 
 
 class Cancel(msgspec.Struct, tag="cancel"):
@@ -145,6 +151,9 @@ class SpeechJob(msgspec.Struct, tag="speech", omit_defaults=True):
     # Only list the worker's voices (answered with an AudioChunk holding
     # ``voices`` and no audio); ``input`` and ``voice`` are ignored.
     list_voices: bool = False
+    # The request's X-Request-ID and X-House-ID, for the worker's log lines.
+    request_id: str = ""
+    house_id: str = ""
 
 
 class TranscriptionJob(msgspec.Struct, tag="transcription", omit_defaults=True):
@@ -160,6 +169,9 @@ class TranscriptionJob(msgspec.Struct, tag="transcription", omit_defaults=True):
     word_timestamps: bool = False
     # The upload's file name, to name it in errors ("could not decode 'x.bin'").
     filename: str = ""
+    # The request's X-Request-ID and X-House-ID, for the worker's log lines.
+    request_id: str = ""
+    house_id: str = ""
 
 
 class EmbeddingJob(msgspec.Struct, tag="embedding", omit_defaults=True):
@@ -169,6 +181,9 @@ class EmbeddingJob(msgspec.Struct, tag="embedding", omit_defaults=True):
     inputs: list[str | list[int]]
     # Matryoshka truncation (then re-normalised); None keeps the model's width.
     dimensions: int | None = None
+    # The request's X-Request-ID and X-House-ID, for the worker's log lines.
+    request_id: str = ""
+    house_id: str = ""
 
 
 class ImageJob(msgspec.Struct, tag="image", omit_defaults=True):
@@ -190,6 +205,9 @@ class ImageJob(msgspec.Struct, tag="image", omit_defaults=True):
     strength: float | None = None
     # Streaming: how many previews (Progress.preview_png) to send while denoising.
     partial_images: int = 0
+    # The request's X-Request-ID and X-House-ID, for the worker's log lines.
+    request_id: str = ""
+    house_id: str = ""
 
 
 Job = ChatJob | CompletionJob | SpeechJob | TranscriptionJob | EmbeddingJob | ImageJob
@@ -402,3 +420,6 @@ class SupervisorStatus(msgspec.Struct, tag="supervisor"):
     pid: int | None
     restarts: int
     message: str = ""
+    # The restarts by why the process had stopped: "exited" (code 0: it
+    # drained, as asked), "crashed" (another code), "killed" (by a signal).
+    restarts_by_reason: dict[str, int] = {}

@@ -92,8 +92,17 @@ def engine_options(model: ModelConfig, options_type: type[OptionsT]) -> OptionsT
         raise ValueError(f"model {model.name!r}: invalid options: {exc}") from exc
 
 
-def room_left(context_length: int, prompt_tokens: int, what: str = "") -> int:
-    """Tokens the context leaves for generation, or the OpenAI context-length 400."""
+def room_left(
+    context_length: int, prompt_tokens: int, what: str = "", max_prompt_tokens: int | None = None
+) -> int:
+    """Tokens the context leaves for generation, or the OpenAI context-length
+    400; a prompt over the model's ``max_prompt_tokens`` is a 400 too."""
+    if max_prompt_tokens is not None and prompt_tokens > max_prompt_tokens:
+        raise JobError(
+            f"this model takes prompts of at most {max_prompt_tokens} tokens "
+            f"(max_prompt_tokens), but the prompt has {prompt_tokens} tokens{what}",
+            code="prompt_too_long",
+        )
     room = context_length - prompt_tokens
     if room <= 0:
         raise JobError(

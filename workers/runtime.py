@@ -39,6 +39,7 @@ import zmq
 
 from protocol.config import ModelConfig
 from protocol.framing import Encoder, FrameError, to_worker_decoder
+from protocol.logs import JOB_IDS, job_context
 from protocol.messages import (
     Cancel,
     Events,
@@ -207,8 +208,10 @@ class WorkerRuntime:
                     if self._engine is not None and self._engine.cancel(job_id):
                         self._owners.pop(job_id, None)
                         log.info("cancelled", job=job_id)
+                        JOB_IDS.discard(job_id)
                 case _:  # a job of any family; the engine refuses what it cannot do
-                    self._submit(sock, identity, message)
+                    with structlog.contextvars.bound_contextvars(**job_context(message)):
+                        self._submit(sock, identity, message)
 
     def _submit(self, sock: zmq.Socket, identity: bytes, job: Job) -> None:
         engine = self._engine
@@ -235,6 +238,7 @@ class WorkerRuntime:
             del self._owners[job.id]
             self._fail(sock, identity, unprocessable(job.id, self.model.name, exc))
             return
+        JOB_IDS.add(job.id, job.request_id, job.house_id)
         if answered is not None:  # answered at once: a token count, a voice list
             self._send_events(sock, answered)
 
@@ -259,9 +263,11 @@ class WorkerRuntime:
         for done in events.finished:
             self._events_for(by_owner, done.id).finished.append(done)
             self._owners.pop(done.id, None)
+            JOB_IDS.discard(done.id)
         for failed_job in events.failed:
             self._events_for(by_owner, failed_job.id).failed.append(failed_job)
             self._owners.pop(failed_job.id, None)
+            JOB_IDS.discard(failed_job.id)
         for identity, batch in by_owner.items():
             self._send(sock, identity, batch)
 

@@ -30,9 +30,10 @@ from workers.runtime import WorkerRuntime  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    _, model = model_from_command_line(__doc__, argv)
+    config, model = model_from_command_line(__doc__, argv)
     setproctitle.setproctitle(f"mlx-gateway worker {model.name} ({model.family})")
-    configure_logging(f"worker:{model.name}")
+    configure_logging(f"worker:{model.name}", config.gateway.log_format)
+    structlog.contextvars.bind_contextvars(model=model.name)
     structlog.get_logger().info("starting", model=model.name, path=model.path)
     runtime = WorkerRuntime(model, lambda: build_engine(model))
     signal.signal(signal.SIGTERM, runtime.drain)

@@ -31,6 +31,7 @@ from protocol.framing import Encoder
 from protocol.logs import configure_logging
 from protocol.messages import SupervisorState, SupervisorStatus
 from workers.blas import openblas_path
+from workers.runtime import ENGINE_DEAD_EXIT
 
 log = structlog.get_logger()
 
@@ -61,6 +62,18 @@ def child_env(model: ModelConfig) -> dict[str, str]:
     env.setdefault("OMP_NUM_THREADS", threads)
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     return env
+
+
+def restart_reason(returncode: int) -> str:
+    """Why a model process stopped, as its restart is counted: "exited" (0: it
+    drained and exited, as a restart asks), "engine_dead" (its engine broke),
+    "killed" (by a signal: SIGKILL of a hung process, the OOM killer) or
+    "crashed" (any other exit code)."""
+    if returncode == 0:
+        return "exited"
+    if returncode == ENGINE_DEAD_EXIT:
+        return "engine_dead"
+    return "killed" if returncode < 0 else "crashed"
 
 
 def _die_with_parent() -> None:
@@ -105,6 +118,7 @@ class Supervisor:
         self.config_file = config_file
         self.state: SupervisorState = "starting"
         self.restarts = 0
+        self.restarts_by_reason: dict[str, int] = {}
         self.message = ""
         self.process: ModelProcess | None = None
         self._spawn = spawn or self._start_model_process
@@ -129,7 +143,14 @@ class Supervisor:
 
     def _send_status(self) -> None:
         pid = self.process.pid if self.process and self.process.poll() is None else None
-        status = SupervisorStatus(self.model.name, self.state, pid, self.restarts, self.message)
+        status = SupervisorStatus(
+            self.model.name,
+            self.state,
+            pid,
+            self.restarts,
+            self.message,
+            restarts_by_reason=self.restarts_by_reason,
+        )
         with contextlib.suppress(zmq.Again):
             self._push.send(self._encoder.encode(status), zmq.NOBLOCK)
         self._last_status = self._clock()
@@ -160,6 +181,8 @@ class Supervisor:
                 quick_deaths, backoff = 0, BACKOFF_START_S
             quick_deaths += 1
             self.restarts += 1
+            reason = restart_reason(code)
+            self.restarts_by_reason[reason] = self.restarts_by_reason.get(reason, 0) + 1
             state: SupervisorState = "failed" if quick_deaths >= FAILED_AFTER else "restarting"
             self._report(state, f"model process {how} after {ran:.1f}s; retry in {backoff:.1f}s")
             self._sleep(backoff)
@@ -194,7 +217,8 @@ class Supervisor:
 def main(argv: list[str] | None = None) -> None:
     config, model = model_from_command_line(__doc__, argv)
     setproctitle.setproctitle(f"mlx-gateway supervisor {model.name}")
-    configure_logging(f"supervisor:{model.name}")
+    configure_logging(f"supervisor:{model.name}", config.gateway.log_format)
+    structlog.contextvars.bind_contextvars(model=model.name)
     supervisor = Supervisor(model, config.source, config.gateway.control_endpoint)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)

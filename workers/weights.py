@@ -3,12 +3,12 @@ installed Python package (``pkg:package/sub/folder``), or a hub id fetched at st
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from protocol.config import ModelConfig
+from protocol.model_paths import PACKAGE_PREFIX, looks_local, package_folder
 
-PACKAGE_PREFIX = "pkg:"
+__all__ = ["local_or_hub", "package_folder"]
 
 
 def local_or_hub(model: ModelConfig) -> str:
@@ -17,24 +17,10 @@ def local_or_hub(model: ModelConfig) -> str:
     path = model.path
     if path.startswith(PACKAGE_PREFIX):
         return str(package_folder(path))
-    looks_local = path.startswith(("/", ".", "~")) or Path(path).exists()
-    if looks_local:
+    if looks_local(path):
         folder = Path(path).expanduser()
         if not folder.is_dir():
             hint = " (create the demo models with `make setup`)" if model.demo else ""
             raise FileNotFoundError(f"model folder {folder} does not exist{hint}")
         return str(folder)
     return path
-
-
-def package_folder(path: str) -> Path:
-    """``pkg:package/sub/folder``: that folder of an installed package, found
-    without importing the package (its import may be slow or have effects)."""
-    package, _, inner = path.removeprefix(PACKAGE_PREFIX).partition("/")
-    spec = importlib.util.find_spec(package) if package.isidentifier() else None
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"model path {path!r}: no installed Python package {package!r}")
-    folder = Path(next(iter(spec.submodule_search_locations))) / inner
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model path {path!r}: {folder} does not exist")
-    return folder

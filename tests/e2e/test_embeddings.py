@@ -68,7 +68,8 @@ def test_the_response_has_openais_exact_shape(embedding_stack: Stack) -> None:
     reply = httpx.post(f"{embedding_stack.base_url}/v1/embeddings", json=body, timeout=30)
     assert reply.status_code == 200
     payload = reply.json()
-    assert list(payload) == ["object", "data", "model", "usage"]
+    # OpenAI's keys, then the Phase-4 contract's htdi (docs/phase4-contract.md).
+    assert list(payload) == ["object", "data", "model", "usage", "htdi"]
     assert list(payload["data"][0]) == ["object", "index", "embedding"]
     # [CLS] hello world [SEP]
     assert payload["usage"] == {"prompt_tokens": 4, "total_tokens": 4}

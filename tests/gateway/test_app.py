@@ -98,24 +98,6 @@ def test_method_not_allowed_is_an_envelope(client: TestClient) -> None:
     assert r.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_metrics_count_requests_by_route_and_report_each_model(client: TestClient) -> None:
-    client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer sk-good"})
-    client.get("/v1/models/m", headers={"Authorization": "Bearer sk-good"})
-    client.get("/no/such/path")
-    r = client.get("/metrics")  # like /health, no key: scrapers run inside the network
-    assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    lines = r.text.splitlines()
-    assert 'mlx_gateway_requests_total{path="/v1/chat/completions",status="503"} 1' in lines
-    # Route templates, not raw paths, so labels stay bounded.
-    assert 'mlx_gateway_requests_total{path="/v1/models/{model:path}",status="200"} 1' in lines
-    assert 'mlx_gateway_requests_total{path="other",status="404"} 1' in lines
-    assert 'mlx_gateway_request_duration_seconds_count{path="/v1/chat/completions"} 1' in lines
-    assert 'mlx_gateway_model_info{model="m",family="llm"} 1' in lines
-    assert 'mlx_gateway_model_state{model="m",state="down"} 1' in lines
-    assert 'mlx_gateway_model_in_flight{model="m"} 0' in lines
-
-
 def test_admin_restart_needs_a_key_and_a_running_worker(client: TestClient) -> None:
     assert client.post("/admin/models/m/restart").status_code == 401
     r = client.post("/admin/models/m/restart", headers={"Authorization": "Bearer sk-good"})

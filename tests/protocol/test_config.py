@@ -70,6 +70,13 @@ def test_config_file_comes_from_the_environment(
             '[[models]]\nname = "b"\nfamily = "llm"\npath = "x"\nendpoint = "tcp://h:1"\n',
             "share an endpoint",
         ),
+        ('[gateway]\nrate_limit = "lots"\n', "rate_limit 'lots'"),
+        ('[gateway]\nlog_format = "xml"\n', "log_format"),
+        (
+            '[[models]]\nname = "a"\nfamily = "llm"\npath = "x"\nendpoint = "tcp://h:1"\n'
+            "max_prompt_tokens = 0\n",
+            "max_prompt_tokens",
+        ),
     ],
 )
 def test_invalid_configs_fail_with_a_message_naming_the_problem(
@@ -95,3 +102,19 @@ def test_blas_threads_is_a_setting_of_the_model_not_of_its_engine_options(tmp_pa
     assert load_config(tmp_path / "two.toml").models[0].blas_threads == 2
     with pytest.raises(ConfigError, match="blas_threads"):
         load_config(tmp_path / "zero.toml")
+
+
+def test_the_service_settings_and_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[gateway]\nlog_format = "json"\nrate_limit = "100/minute"\n'
+        "allow_insecure_public = true\n"
+        '[[models]]\nname = "a"\nfamily = "llm"\npath = "x"\nendpoint = "tcp://h:1"\n'
+        "max_prompt_tokens = 1000\n"
+    )
+    config = load_config(path)
+    assert config.gateway.log_format == "json" and config.gateway.rate_limit == "100/minute"
+    assert config.gateway.allow_insecure_public and config.models[0].max_prompt_tokens == 1000
+    defaults = load_config(ROOT / "configs/demo.toml")
+    assert defaults.gateway.host == "127.0.0.1" and defaults.gateway.log_format == "text"
+    assert defaults.gateway.rate_limit is None and not defaults.gateway.allow_insecure_public

@@ -15,7 +15,7 @@ from protocol.config import ModelConfig
 from protocol.framing import status_decoder
 from protocol.messages import SupervisorStatus
 from workers.runtime import ENGINE_DEAD_EXIT
-from workers.supervisor import Supervisor, child_env
+from workers.supervisor import Supervisor, child_env, restart_reason
 
 MODEL = ModelConfig("m", "llm", "/models/m", "tcp://127.0.0.1:1", blas_threads=3)
 
@@ -176,3 +176,11 @@ def test_the_model_process_gets_the_models_blas_threads(monkeypatch: pytest.Monk
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     env = child_env(MODEL)
     assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "3"
+
+
+def test_why_a_model_process_stopped() -> None:
+    assert restart_reason(0) == "exited"  # drained and exited, as a restart asks
+    assert restart_reason(1) == "crashed"
+    assert restart_reason(ENGINE_DEAD_EXIT) == "engine_dead"
+    assert restart_reason(-signal.SIGKILL) == "killed"
+    assert restart_reason(-signal.SIGSEGV) == "killed"

@@ -179,6 +179,14 @@ class EmbeddingsEngine:
                     param=f"input[{i}]",
                     code="context_length_exceeded",
                 )
+            most = self.config.max_prompt_tokens
+            if most is not None and len(tokens) > most:
+                raise JobError(
+                    f"input[{i}] has {len(tokens)} tokens, more than this model's "
+                    f"max_prompt_tokens of {most}",
+                    param=f"input[{i}]",
+                    code="prompt_too_long",
+                )
             bad = next((t for t in tokens if not 0 <= t < vocab), None)
             if bad is not None:
                 raise JobError(

@@ -108,6 +108,7 @@ class LLMEngine:
             model_name=name,
             vocab_size=getattr(getattr(model, "args", None), "vocab_size", None),
             context_length=self.context_length,
+            max_prompt_tokens=self.config.max_prompt_tokens,
             default_max_tokens=options.default_max_tokens,
             reasoning=ReasoningMarkers.configured(options.reasoning, tokenizer, model=name),
             tool_format=(

@@ -66,6 +66,8 @@ class SequenceMaker:
     model_name: str
     vocab_size: int | None
     context_length: int
+    # The model's max_prompt_tokens (None: only the context limits a prompt).
+    max_prompt_tokens: int | None = None
     default_max_tokens: int
     reasoning: ReasoningMarkers | None
     tool_format: ToolFormat | None
@@ -83,7 +85,7 @@ class SequenceMaker:
 
     def make(self, job: ChatJob | CompletionJob, tokens: list[int]) -> Sequence:
         """``job`` (whose prompt is ``tokens``) as a sequence, or JobError."""
-        room = room_left(self.context_length, len(tokens))
+        room = room_left(self.context_length, len(tokens), max_prompt_tokens=self.max_prompt_tokens)
         params = job.params
         check_token_ids(params.logit_bias, self.vocab_size, "'logit_bias' token ids", "logit_bias")
         grammar = self._grammar(params.json_schema)

@@ -111,7 +111,12 @@ class VLMEngine:
         prompt_tokens = int(inputs["input_ids"].size)
         if job.count_only:
             return Events(finished=[Finished(job.id, "stop", Usage(prompt_tokens, 0))])
-        room = room_left(self.context_length, prompt_tokens, " (images included)")
+        room = room_left(
+            self.context_length,
+            prompt_tokens,
+            " (images included)",
+            max_prompt_tokens=self.config.max_prompt_tokens,
+        )
         params = job.params
         self._jobs.add(
             _Job(
