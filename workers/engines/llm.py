@@ -110,6 +110,8 @@ class _Sequence:
     prompt_tokens: int
     cached_tokens: int  # the prompt's prefix that came from the prefix cache
     completion_tokens: int = 0
+    # Completion tokens read while inside the reasoning markers (or crossing one).
+    reasoning_tokens: int = 0
     sent_text: bool = False
     pending_text: list[str] = field(default_factory=list)
     pending_reasoning: list[str] = field(default_factory=list)
@@ -251,7 +253,10 @@ class LLMEngine:
         if not tokens:
             raise JobError("the prompt is empty")
         if isinstance(job, ChatJob) and job.count_only:
-            self._counted.append(Finished(job.id, "stop", Usage(len(tokens), 0)))
+            usage = Usage(len(tokens), 0)
+            self._counted.append(
+                Finished(job.id, "stop", usage, context_length=self.context_length)
+            )
             return
         room = room_left(self.context_length, len(tokens))
         params = job.params
@@ -517,7 +522,10 @@ class LLMEngine:
             finish_reason = "stop"
         elif finish_reason is not None:
             text += seq.stops.flush()
+        thinking = seq.reasoning is not None and seq.reasoning[0] == "reasoning"
         self._split_reasoning(seq, text, end=finish_reason is not None)
+        if thinking or (seq.reasoning is not None and seq.reasoning[0] == "reasoning"):
+            seq.reasoning_tokens += 1
         if finish_reason is None:
             return False, first_text
         del self._jobs[seq.job_id]
@@ -531,7 +539,12 @@ class LLMEngine:
             Finished(
                 id=seq.job_id,
                 finish_reason=finish_reason,  # type: ignore[arg-type]
-                usage=Usage(seq.prompt_tokens, seq.completion_tokens, seq.cached_tokens),
+                usage=Usage(
+                    seq.prompt_tokens,
+                    seq.completion_tokens,
+                    seq.cached_tokens,
+                    seq.reasoning_tokens,
+                ),
                 text="".join(seq.pending_text),
                 logprobs=self._take_logprobs(seq),
                 stop_sequence=seq.stops.matched,
@@ -606,4 +619,6 @@ def _template_message(message: ChatMessage) -> dict[str, Any]:
         ]
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
+    if message.reasoning:
+        out["reasoning_content"] = message.reasoning
     return out
