@@ -56,6 +56,7 @@ from protocol.messages import ChatMessage, ToolCall
 
 T = TypeVar("T")
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING = re.compile(r"missing required field `([^`]*)`")
 _REASONING_PREFIX = "mlxgw.v1."
 # Item types OpenAI's server-side tools produce; this gateway runs none of them.
 SERVER_ITEM_TYPES = frozenset(
@@ -118,8 +119,10 @@ def convert(raw: Any, kind: type[T], param: str) -> T:
     try:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
-        match = _PATH.search(str(exc))
+        match, missing = _PATH.search(str(exc)), _MISSING.search(str(exc))
         sub = match.group(1) if match else ""
+        if missing:
+            sub = f"{sub}.{missing.group(1)}" if sub else missing.group(1)
         where = param + (sub if sub.startswith("[") else f".{sub}" if sub else "")
         raise APIError(400, f"invalid '{where}': {exc}", param=where) from None
 
