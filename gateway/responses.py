@@ -18,10 +18,11 @@ from collections.abc import AsyncIterator
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response as HTTPResponse
-from starlette.responses import StreamingResponse
 
 from gateway.body import decode_json
+from gateway.client_disconnect import respond_while_connected
 from gateway.errors import APIError
+from gateway.job_stream import JobStream
 from gateway.registry import TEXT_FAMILIES
 from gateway.responses_events import ResponseBuilder, encode_event, now
 from gateway.responses_input import new_id
@@ -37,8 +38,9 @@ from gateway.responses_schemas import (
     ResponseRequest,
 )
 from gateway.responses_store import ResponseStore
-from gateway.streaming import ClientGone, pieces, while_connected
-from gateway.worker_client import JobStream
+from gateway.sse import sse_response
+from gateway.text_pieces import pieces
+from gateway.worker_client import WorkerClient
 from protocol.config import GatewaySettings
 from protocol.messages import ChatJob, SamplingParams
 
@@ -76,24 +78,26 @@ async def create_response(request: Request) -> HTTPResponse:
     body = await decode_json(request, ResponseRequest)
     worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
     _reject_unsupported(body)
+    # A client gone before its answer (or its stream) starts stops the work: a 499.
+    return await respond_while_connected(request, _create(request, body, worker))
+
+
+async def _create(request: Request, body: ResponseRequest, worker: WorkerClient) -> HTTPResponse:
     include = set(body.include or ())
     state = _state(request)
-    try:
-        prompt = await build_prompt(
-            request,
-            worker,
-            state.store,
-            input=body.input,
-            instructions=body.instructions,
-            tools=body.tools,
-            tool_choice=body.tool_choice,
-            text=body.text,
-            previous_response_id=body.previous_response_id,
-            truncation=body.truncation,
-            max_output_tokens=body.max_output_tokens,
-        )
-    except ClientGone:
-        return HTTPResponse(status_code=499)
+    prompt = await build_prompt(
+        request,
+        worker,
+        state.store,
+        input=body.input,
+        instructions=body.instructions,
+        tools=body.tools,
+        tool_choice=body.tool_choice,
+        text=body.text,
+        previous_response_id=body.previous_response_id,
+        truncation=body.truncation,
+        max_output_tokens=body.max_output_tokens,
+    )
     tools = prompt.tools
     logprobs = "message.output_text.logprobs" in include
     if worker.model.family == "vlm":
@@ -128,15 +132,15 @@ async def create_response(request: Request) -> HTTPResponse:
     if body.background:
         return _start_background(state, builder, stream, prompt.items)
     if body.stream:
-        return StreamingResponse(
-            _events(state, builder, stream, prompt.items if store else None),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        await stream.started()  # a job the worker refuses is a 400, before any event
+
+        def failed(exc: APIError) -> bytes:  # an unexpected error while streaming
+            return b"".join(encode_event(event) for event in builder.fail(exc))
+
+        return sse_response(
+            _events(state, builder, stream, prompt.items if store else None), failed
         )
-    try:
-        response = await while_connected(request, _whole(builder, stream))
-    except ClientGone:
-        return HTTPResponse(status_code=499)  # nobody is listening
+    response = await _whole(builder, stream)
     if store:
         state.store.put(response, prompt.items)
     return _json(response)
@@ -359,20 +363,21 @@ async def count_input_tokens(request: Request) -> HTTPResponse:
     worker = request.app.state.registry.resolve(body.model, TEXT_FAMILIES)
     if body.conversation is not None:
         raise APIError(400, "conversations are not supported by this server", param="conversation")
-    try:
-        prompt = await build_prompt(
-            request,
-            worker,
-            _state(request).store,
-            input=body.input,
-            instructions=body.instructions,
-            tools=body.tools,
-            tool_choice=body.tool_choice,
-            text=body.text,
-            previous_response_id=body.previous_response_id,
-            truncation=body.truncation,
-        )
-        count, _ = await count_tokens(request, worker, prompt.messages, prompt.tools)
-    except ClientGone:
-        return HTTPResponse(status_code=499)
+    return await respond_while_connected(request, _count(request, body, worker))
+
+
+async def _count(request: Request, body: InputTokensRequest, worker: WorkerClient) -> HTTPResponse:
+    prompt = await build_prompt(
+        request,
+        worker,
+        _state(request).store,
+        input=body.input,
+        instructions=body.instructions,
+        tools=body.tools,
+        tool_choice=body.tool_choice,
+        text=body.text,
+        previous_response_id=body.previous_response_id,
+        truncation=body.truncation,
+    )
+    count, _ = await count_tokens(worker, prompt.messages, prompt.tools)
     return _json(InputTokens(count))

@@ -39,7 +39,7 @@ from gateway.responses_schemas import (
     ResponseUsage,
     TopLogprob,
 )
-from gateway.streaming import Piece
+from gateway.text_pieces import Piece
 from protocol.messages import Finished, TokenLogprob, ToolCall
 
 # --- events ----------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from gateway.chat_images import load_image
 from gateway.errors import APIError
-from gateway.images import load_image
 from gateway.responses_input import chat_messages, input_items
 from gateway.responses_schemas import (
     FunctionCallItem,
@@ -30,7 +30,7 @@ from gateway.responses_schemas import (
 )
 from gateway.responses_store import ResponseStore
 from gateway.responses_tools import ResponseTools, response_tools
-from gateway.streaming import collect_while_connected
+from gateway.text_pieces import collect
 from gateway.worker_client import WorkerClient
 from protocol.messages import ChatJob, ChatMessage, SamplingParams
 
@@ -88,7 +88,7 @@ async def build_prompt(
     everything = list(range(len(items)))
     messages = await render(everything)
     if truncation == "auto":
-        kept = await _fit(request, worker, setup, items, everything, render, max_output_tokens)
+        kept = await _fit(worker, setup, items, everything, render, max_output_tokens)
         if len(kept) < len(items):
             items = [items[i] for i in kept]
             messages = await render(kept)
@@ -116,7 +116,7 @@ def _previous(store: ResponseStore, response_id: str) -> tuple[Response, list[It
 
 
 async def count_tokens(
-    request: Request, worker: WorkerClient, messages: list[ChatMessage], tools: ResponseTools
+    worker: WorkerClient, messages: list[ChatMessage], tools: ResponseTools
 ) -> tuple[int, int]:
     """(the prompt's tokens, the model's context length), counted by its worker."""
     setup = tools.setup
@@ -128,13 +128,12 @@ async def count_tokens(
         setup.mode,
         count_only=True,
     )
-    (whole,) = await collect_while_connected(request, [worker.submit(job)])
+    (whole,) = await collect([worker.submit(job)])
     assert whole.finished is not None
     return whole.finished.usage.prompt_tokens, whole.finished.context_length
 
 
 async def _fit(
-    request: Request,
     worker: WorkerClient,
     tools: ResponseTools,
     items: list[Item],
@@ -144,7 +143,7 @@ async def _fit(
 ) -> list[int]:
     """The items kept so the prompt leaves room for the answer: the fewest
     oldest droppable items dropped (a binary search over counts)."""
-    count, limit = await count_tokens(request, worker, await render(everything), tools)
+    count, limit = await count_tokens(worker, await render(everything), tools)
     if not limit:
         return everything
     reserve = max_output_tokens or min(4096, limit // 4)
@@ -160,7 +159,7 @@ async def _fit(
     low, high, best = 1, len(droppable) - 1, None
     while low <= high:
         middle = (low + high) // 2
-        tokens, _ = await count_tokens(request, worker, await render(kept(middle)), tools)
+        tokens, _ = await count_tokens(worker, await render(kept(middle)), tools)
         if tokens + reserve <= limit:
             best, high = middle, middle - 1
         else:

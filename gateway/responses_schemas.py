@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from gateway.schemas import MinP, Penalty, RepetitionPenalty, Temperature, TopK, TopP
+from gateway.openai_schemas import MinP, Penalty, RepetitionPenalty, Temperature, TopK, TopP
 
 MaxOutputTokens = Annotated[int, Meta(ge=1)]
 TopLogprobs = Annotated[int, Meta(ge=0, le=20)]

@@ -20,6 +20,17 @@ import msgspec
 
 from gateway.errors import APIError
 from gateway.generation import ToolSetup, check_json_schema, tool_setup
+from gateway.openai_schemas import (
+    ChatCompletionRequest,
+    FunctionDef,
+    JSONObjectFormat,
+    JSONSchemaFormat,
+    JSONSchemaResponseFormat,
+    NamedFunction,
+    NamedToolChoice,
+    ResponseFormat,
+    ToolDef,
+)
 from gateway.responses_input import convert
 from gateway.responses_schemas import (
     AllowedToolsChoice,
@@ -35,17 +46,6 @@ from gateway.responses_schemas import (
     TextOut,
     TextTextFormat,
     ToolChoice,
-)
-from gateway.schemas import (
-    ChatCompletionRequest,
-    FunctionDef,
-    JSONObjectFormat,
-    JSONSchemaFormat,
-    JSONSchemaResponseFormat,
-    NamedFunction,
-    NamedToolChoice,
-    ResponseFormat,
-    ToolDef,
 )
 
 # OpenAI's built-in (hosted) tools: the gateway runs none of them.
