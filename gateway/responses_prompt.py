@@ -90,8 +90,8 @@ async def build_prompt(
     if truncation == "auto":
         kept = await _fit(worker, setup, items, everything, render, max_output_tokens)
         if len(kept) < len(items):
-            items = [items[i] for i in kept]
             messages = await render(kept)
+            items = [items[i] for i in kept]
     return Prompt(items, messages, setup, previous)
 
 
