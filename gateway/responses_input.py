@@ -41,6 +41,7 @@ from gateway.responses_schemas import (
     InputText,
     InputTextIn,
     Item,
+    ItemReferenceIn,
     MessageIn,
     MessageItem,
     OutputText,
@@ -127,16 +128,22 @@ def convert(raw: Any, kind: type[T], param: str) -> T:
         raise APIError(400, f"invalid '{where}': {exc}", param=where) from None
 
 
-def input_items(raw: str | list[Any] | None, param: str = "input") -> list[Item]:
-    """The request's ``input`` as canonical items (ids given to those without)."""
+ItemResolver = Callable[[str], Item | None]
+
+
+def input_items(
+    raw: str | list[Any] | None, param: str = "input", resolve: ItemResolver | None = None
+) -> list[Item]:
+    """The request's ``input`` as canonical items (ids given to those without);
+    ``item_reference`` items are the items ``resolve`` finds by id."""
     if raw is None:
         return []
     if isinstance(raw, str):
         return [MessageItem(new_id("msg"), "completed", "user", [InputText(raw)])]
-    return [_item(entry, f"{param}[{i}]") for i, entry in enumerate(raw)]
+    return [_item(entry, f"{param}[{i}]", resolve) for i, entry in enumerate(raw)]
 
 
-def _item(raw: Any, param: str) -> Item:
+def _item(raw: Any, param: str, resolve: ItemResolver | None) -> Item:
     if not isinstance(raw, dict):
         raise APIError(400, f"'{param}' must be an object (an input item)", param=param)
     kind = raw.get("type", "message" if "role" in raw else None)
@@ -180,12 +187,16 @@ def _item(raw: Any, param: str) -> Item:
             encrypted_content=reasoning.encrypted_content,
         )
     if kind == "item_reference":
-        raise APIError(
-            400,
-            "item references are not supported by this server; "
-            "use 'previous_response_id' or send the items themselves",
-            param=param,
-        )
+        reference = convert(raw, ItemReferenceIn, param)
+        found = resolve(reference.id) if resolve is not None else None
+        if found is None:
+            raise APIError(
+                400,
+                f"no stored item has the id {reference.id!r} (references resolve to the "
+                "output of responses stored here, with 'store': true)",
+                param=f"{param}.id",
+            )
+        return found
     if kind in SERVER_ITEM_TYPES:
         raise APIError(
             400,

@@ -58,7 +58,7 @@ async def build_prompt(
     max_output_tokens: int | None = None,
 ) -> Prompt:
     setup = response_tools(tools, tool_choice, text)
-    new = input_items(input)
+    new = input_items(input, resolve=store.item)
     previous: Response | None = None
     earlier: list[Item] = []
     if previous_response_id is not None:

@@ -193,6 +193,10 @@ class ReasoningIn(msgspec.Struct, kw_only=True):
     status: str | None = None
 
 
+class ItemReferenceIn(msgspec.Struct):
+    id: str
+
+
 class FunctionToolIn(msgspec.Struct, kw_only=True):
     # As chat's function names (OpenAI's pattern, plus '.' and ':' some clients use).
     name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]

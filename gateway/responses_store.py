@@ -3,7 +3,9 @@
 One row per stored response: the Response object as returned, and its
 context, the input items the model was given (those of the whole
 ``previous_response_id`` chain, then the request's own), so a next turn
-rebuilds its conversation from one row and ``input_items`` lists it. Rows
+rebuilds its conversation from one row and ``input_items`` lists it. Its
+output items are also kept by id, for ``item_reference`` input items (the
+Vercel AI SDK refers to earlier output that way). Rows
 older than ``max_age`` or beyond the newest ``max_count`` are deleted as new
 ones arrive. The database is a file (``gateway.responses_store``, under the
 run folder by default), so conversations survive a gateway restart;
@@ -39,6 +41,12 @@ CREATE TABLE IF NOT EXISTS responses (
     context BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_created ON responses (created);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    response TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+    item BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_response ON items (response);
 """
 _UNFINISHED = ("queued", "in_progress")
 
@@ -60,6 +68,7 @@ class ResponseStore:
         self._encode = msgspec.json.Encoder()
         self._response = msgspec.json.Decoder(Response)
         self._items = msgspec.json.Decoder(list[Item])
+        self._item = msgspec.json.Decoder(Item)
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -69,6 +78,7 @@ class ResponseStore:
             if self.path != ":memory:":
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
             self._db = db
             self._fail_interrupted()
@@ -100,6 +110,7 @@ class ResponseStore:
                 zlib.compress(self._encode.encode(context), 1),
             ),
         )
+        self._put_items(response)
         db.execute("DELETE FROM responses WHERE created < ?", (now - self.max_age,))
         db.execute(
             "DELETE FROM responses WHERE rowid IN "
@@ -113,6 +124,26 @@ class ResponseStore:
             "UPDATE responses SET status = ?, response = ? WHERE id = ?",
             (response.status, self._encode.encode(response), response.id),
         )
+        self._put_items(response)
+
+    def _put_items(self, response: Response) -> None:
+        self._connection().executemany(
+            "INSERT OR REPLACE INTO items VALUES (?, ?, ?)",
+            [(item.id, response.id, self._encode.encode(item)) for item in response.output],
+        )
+
+    def item(self, item_id: str) -> Item | None:
+        """An output item of a stored response, by its id."""
+        found = (
+            self._connection()
+            .execute(
+                "SELECT items.item FROM items JOIN responses ON responses.id = items.response "
+                "WHERE items.id = ? AND responses.created >= ?",
+                (item_id, self._clock() - self.max_age),
+            )
+            .fetchone()
+        )
+        return self._item.decode(found[0]) if found is not None else None
 
     def get(self, response_id: str) -> Response | None:
         row = self._row("response", response_id)

@@ -159,6 +159,23 @@ def test_store_false_is_not_kept_and_delete_removes(client: openai.OpenAI) -> No
         client.responses.retrieve(stored.id)
 
 
+def test_item_references_name_stored_output(client: openai.OpenAI) -> None:
+    """As the Vercel AI SDK sends earlier output when it is stored."""
+    first = client.responses.create(model=QWEN, input="hi", max_output_tokens=4)
+    again = create_raw(
+        client,
+        model=QWEN,
+        input=[
+            {"role": "user", "content": "hi"},
+            {"type": "item_reference", "id": first.output[0].id},
+            {"role": "user", "content": "and?"},
+        ],
+        max_output_tokens=4,
+    )
+    items = list(client.responses.input_items.list(again["id"], order="asc"))
+    assert items[1].id == first.output[0].id and items[1].role == "assistant"
+
+
 def test_a_forced_call_its_output_and_the_answer(client: openai.OpenAI, stack: Stack) -> None:
     fields = {"model": QWEN, "input": "Weather in Oslo?", "tools": [WEATHER], "temperature": 0}
     data = create_raw(client, **fields, tool_choice="required", max_output_tokens=80)

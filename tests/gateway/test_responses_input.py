@@ -99,7 +99,7 @@ def test_messages_with_and_without_type_keep_their_ids() -> None:
         ([{"content": "no role, no type"}], "input[0].type"),
         ([{"type": "web_search_call", "id": "ws_1"}], "input[0].type"),
         ([{"type": "teleport"}], "input[0].type"),
-        ([{"type": "item_reference", "id": "msg_1"}], "input[0]"),
+        ([{"type": "item_reference", "id": "msg_1"}], "input[0].id"),
         ([{"role": "user", "content": "ok"}, {"role": "user", "content": 5}], "input[1].content"),
     ],
 )
@@ -215,3 +215,16 @@ def test_function_call_items_keep_their_namespace() -> None:
     assert (
         isinstance(item, FunctionCallItem) and item.namespace == "ns" and item.status == "completed"
     )
+
+
+def test_an_item_reference_is_the_stored_item_it_names() -> None:
+    stored = FunctionCallItem("fc_1", "call_1", "f", "{}", "completed")
+    found = {"fc_1": stored}.get
+    items = input_items([{"type": "item_reference", "id": "fc_1"}], resolve=found)
+    assert items == [stored]
+    with pytest.raises(APIError) as caught:
+        input_items(
+            [{"role": "user", "content": "x"}, {"type": "item_reference", "id": "fc_2"}],
+            resolve=found,
+        )
+    assert caught.value.param == "input[1].id"

@@ -97,3 +97,14 @@ def test_nothing_is_created_until_first_use(tmp_path: Path) -> None:
     store = store_at(str(path))
     store.close()
     assert not path.exists()
+
+
+def test_output_items_are_found_by_id_until_their_response_goes() -> None:
+    from gateway.responses_schemas import MessageItem, OutputText
+
+    store = store_at(":memory:", max_count=1)
+    message = MessageItem("msg_out", "completed", "assistant", [OutputText("hi")])
+    store.put(skeleton(id="resp_a", output=[message]), CONTEXT)
+    assert store.item("msg_out") == message and store.item("msg_other") is None
+    store.put(skeleton(id="resp_b"), CONTEXT)  # resp_a is pruned, and its items with it
+    assert store.item("msg_out") is None
