@@ -13,6 +13,7 @@ bitmask goes through numpy and ``mx.where``, which works on every backend.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import mlx.core as mx
@@ -47,6 +48,35 @@ def compile_json_schema(schema: str) -> str:
         return LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
     except ValueError as exc:
         raise GrammarError(f"the JSON schema is not a JSON object: {exc}") from exc
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as a literal in an llguidance (Rust-syntax) regex."""
+    return "".join(
+        "\\" + ch if ch.isascii() and not ch.isalnum() and ch not in "<> _" else ch for ch in text
+    )
+
+
+def compile_tool_calls(start: str, end: str, call_schema: dict[str, Any]) -> str:
+    """The llguidance grammar of a reply that may make tool calls: free text
+    (never containing ``start``), then any number of calls, each ``start``,
+    a JSON ``call_schema`` instance (``{"name", "arguments"}``), ``end``, and
+    free text after it. "Strict" tools' arguments then validate as forced
+    calls' do, while the model still chooses whether to call at all."""
+    schema = {**call_schema, "x-guidance": JSON_OPTIONS}
+    marker = _regex_literal(start)
+    # LEAD: text up to and with the first start marker; PLAIN: text with none.
+    lark = (
+        f"start: (LEAD WS? body WS? {json.dumps(end)})* PLAIN\n"
+        f"PLAIN: /(.|\\n)*/ & ~/(.|\\n)*{marker}(.|\\n)*/\n"
+        f"LEAD: /(.|\\n)*{marker}/ & ~/(.|\\n)*{marker}(.|\\n)+/\n"
+        "WS: /[ \\t\\n]+/\n"
+        f"body: %json {json.dumps(schema)}\n"
+    )
+    try:
+        return LLMatcher.grammar_from_lark(lark)
+    except ValueError as exc:
+        raise GrammarError(f"the tools' schemas make no grammar: {exc}") from exc
 
 
 class GrammarProcessor:

@@ -49,6 +49,7 @@ from workers.engines.grammar import (
     GrammarError,
     GrammarProcessor,
     compile_json_schema,
+    compile_tool_calls,
     grammar_tokenizer,
 )
 from workers.engines.prefix_cache import PrefixCache
@@ -61,7 +62,7 @@ from workers.engines.sampling import (
 )
 from workers.engines.stops import StopStringMatcher
 from workers.engines.token_bytes import token_bytes_reader, token_text
-from workers.engines.tools import ToolCallReader, ToolFormat
+from workers.engines.tools import ToolCallReader, ToolFormat, strict_call_schema
 from workers.weights import local_or_hub
 
 log = structlog.get_logger()
@@ -264,6 +265,8 @@ class LLMEngine:
         if vocab is not None and any(not 0 <= t < vocab for t in params.logit_bias):
             raise JobError(f"'logit_bias' token ids must be in [0, {vocab})", param="logit_bias")
         grammar = self._grammar(params.json_schema)
+        if grammar is None and isinstance(job, ChatJob):
+            grammar = self._strict_tools_grammar(job)
         processors = request_logits_processors(params)
         if grammar is not None:
             processors.append(grammar)  # last: no bias or penalty can lift its mask
@@ -281,8 +284,9 @@ class LLMEngine:
             top_logprobs=params.top_logprobs,
             grammar=grammar,
         )
-        # Constrained output is the answer itself, never reasoning.
-        seq.reasoning = self._reasoning_state(job, tokens) if grammar is None else None
+        # Structured output is the answer itself, never reasoning.
+        structured = params.json_schema is not None
+        seq.reasoning = None if structured else self._reasoning_state(job, tokens)
         if isinstance(job, ChatJob) and job.tools and job.tool_mode != "none":
             if job.tool_mode == "forced" and grammar is None:
                 raise JobError("a forced tool call needs its JSON schema", param="tool_choice")
@@ -316,6 +320,22 @@ class LLMEngine:
             return GrammarProcessor(self._grammar_tokenizer, compile_json_schema(schema))
         except GrammarError as exc:
             raise JobError(f"'response_format': {exc}", param="response_format") from exc
+
+    def _strict_tools_grammar(self, job: ChatJob) -> GrammarProcessor | None:
+        """For tool_choice "auto" with "strict" tools: a grammar that lets the
+        model write text or calls, whose arguments then validate. Only for
+        tool formats whose calls are plain JSON (others are parsed unconstrained)."""
+        fmt = self._tool_format
+        if job.tool_mode != "auto" or not job.tools or fmt is None or not fmt.json_body:
+            return None
+        schema = strict_call_schema(job.tools)
+        if schema is None or self._grammar_tokenizer is None:
+            return None
+        try:
+            grammar = compile_tool_calls(fmt.start, fmt.end, schema)
+            return GrammarProcessor(self._grammar_tokenizer, grammar)
+        except GrammarError as exc:
+            raise JobError(f"'tools': {exc}", param="tools") from exc
 
     def _cached_prefix(self, seq: _Sequence) -> list[Any] | None:
         """A copy of the KV cache of the longest cached prefix of the prompt.
