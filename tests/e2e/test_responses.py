@@ -400,3 +400,19 @@ def test_stored_responses_survive_a_gateway_restart(
             model=QWEN, input="And now?", previous_response_id=made.id, max_output_tokens=4
         )
         assert follow.usage.input_tokens > made.usage.input_tokens
+
+
+def test_the_js_sdk_creates_streams_and_manages_responses(stack: Stack) -> None:
+    from tests.e2e.test_js_clients import node_script
+
+    seen = node_script("openai_responses.mjs", f"{stack.base_url}/v1", QWEN)
+    assert seen["streamed"] == seen["text"] == seen["finalText"]  # temperature 0
+    assert seen["types"][:2] == ["response.created", "response.in_progress"]
+    assert seen["types"][-1] in ("response.completed", "response.incomplete")
+    assert seen["usage"]["output_tokens"] >= 1
+    assert seen["retrieved"] and seen["items"] == ["message"] and seen["deleted"]
+    assert seen["badRequest"] == {
+        "status": 400,
+        "name": "BadRequestError",
+        "param": "previous_response_id",
+    }
