@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -330,8 +331,9 @@ def test_input_tokens_counts_what_create_would_send(client: openai.OpenAI) -> No
 def test_background_responses_finish_in_the_store_or_are_cancelled(client: openai.OpenAI) -> None:
     queued = client.responses.create(model=QWEN, input="hi", max_output_tokens=6, background=True)
     assert queued.background is True and queued.status in ("queued", "in_progress")
-    reply = queued
-    while reply.status in ("queued", "in_progress"):
+    reply, deadline = queued, time.monotonic() + 60
+    while reply.status in ("queued", "in_progress") and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling is how background responses are read (OpenAI's docs)
         reply = client.responses.retrieve(queued.id)
     assert reply.status in ("completed", "incomplete") and reply.usage is not None
     long = client.responses.create(
