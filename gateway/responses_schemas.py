@@ -91,7 +91,7 @@ class ResponseRequest(msgspec.Struct, kw_only=True):
     background: bool | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    service_tier: str | None = None  # echoed as "default": one tier here
     # Extensions, as on chat completions (mlx-lm's samplers, a seed).
     seed: int | None = None
     top_k: TopK | None = None
