@@ -48,6 +48,13 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # memory: at most this many, each for this long (then the URL is a 404).
     image_store_capacity: int = 64
     image_url_ttl: float = 3600.0
+    # Stored responses (/v1/responses with "store": true, the default): a
+    # SQLite file (a relative path is from the gateway's working directory,
+    # where `make run` keeps run/), or ":memory:" to keep them for the
+    # process only; at most this many, each for this long (OpenAI's 30 days).
+    responses_store: str = "run/responses.sqlite3"
+    responses_max_stored: int = 10_000
+    responses_max_age: float = 30 * 24 * 3600.0
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
