@@ -191,14 +191,14 @@ STRICT_TOOLS = [
 ]
 
 
-def accepts(engine: LLMEngine, text: str) -> bool:
+def accepts(engine: LLMEngine, text: str, tools: list[dict[str, Any]] = STRICT_TOOLS) -> bool:
     """Whether the strict-tools grammar of the demo model takes ``text`` whole."""
     from llguidance import LLMatcher
 
     from workers.engines.grammar import compile_tool_calls
     from workers.engines.tools import strict_call_schema
 
-    schema = strict_call_schema(STRICT_TOOLS)
+    schema = strict_call_schema(tools)
     assert schema is not None
     grammar = compile_tool_calls("<tool_call>", "</tool_call>", schema)
     matcher = LLMatcher(engine._sequences.grammar_tokenizer, grammar, log_level=0)
@@ -222,6 +222,21 @@ def test_strict_tools_let_text_and_valid_calls_through_and_nothing_else(
     assert not accepts(engine, call("get_weather", {"town": "Paris"}))
     assert not accepts(engine, call("get_sky", {}))  # no such tool
     assert not accepts(engine, "<tool_call>\nnot json\n</tool_call>")
+
+
+def test_a_strict_tool_without_additional_properties_gets_only_its_keys(
+    engine: LLMEngine,
+) -> None:
+    params: dict[str, Any] = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 10}},
+        "required": ["city"],
+    }
+    function = {"name": "get_weather", "parameters": params, "strict": True}
+    tools = [{"type": "function", "function": function}]
+    assert accepts(engine, call("get_weather", {"city": "Paris"}), tools)
+    assert not accepts(engine, call("get_weather", {"city": "Paris", "extra": 1}), tools)
+    assert "additionalProperties" not in params  # the job's own tools are left as sent
 
 
 def test_a_strict_tool_puts_an_auto_job_under_the_grammar(engine: LLMEngine) -> None:

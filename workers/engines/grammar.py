@@ -155,19 +155,23 @@ def compile_tool_calls(start: str, end: str, call_schema: dict[str, Any]) -> str
     (never containing ``start``), then any number of calls, each ``start``,
     a JSON ``call_schema`` instance (``{"name", "arguments"}``), ``end``, and
     free text after it. "Strict" tools' arguments then validate as forced
-    calls' do, while the model still chooses whether to call at all."""
-    schema = {**call_schema, "x-guidance": JSON_OPTIONS}
+    calls' do (closed as :func:`close_objects` closes them), while the
+    model still chooses whether to call at all."""
     marker = _regex_literal(start)
-    # LEAD: text up to and with the first start marker; PLAIN: text with none.
-    lark = (
-        f"start: (LEAD WS? body WS? {json.dumps(end)})* PLAIN\n"
-        f"PLAIN: /(.|\\n)*/ & ~/(.|\\n)*{marker}(.|\\n)*/\n"
-        f"LEAD: /(.|\\n)*{marker}/ & ~/(.|\\n)*{marker}(.|\\n)+/\n"
-        "WS: /[ \\t\\n]+/\n"
-        f"body: %json {json.dumps(schema)}\n"
-    )
     try:
+        # A copy: the job's tools themselves stay as the client sent them.
+        schema = {**close_objects(json.loads(json.dumps(call_schema))), "x-guidance": JSON_OPTIONS}
+        # LEAD: text up to and with the first start marker; PLAIN: text with none.
+        lark = (
+            f"start: (LEAD WS? body WS? {json.dumps(end)})* PLAIN\n"
+            f"PLAIN: /(.|\\n)*/ & ~/(.|\\n)*{marker}(.|\\n)*/\n"
+            f"LEAD: /(.|\\n)*{marker}/ & ~/(.|\\n)*{marker}(.|\\n)+/\n"
+            "WS: /[ \\t\\n]+/\n"
+            f"body: %json {json.dumps(schema)}\n"
+        )
         return LLMatcher.grammar_from_lark(lark)
+    except RecursionError as exc:
+        raise GrammarError("a tool's parameters are nested too deeply") from exc
     except ValueError as exc:
         raise GrammarError(f"the tools' schemas make no grammar: {exc}") from exc
 
