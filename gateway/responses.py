@@ -26,17 +26,16 @@ from gateway.job_stream import JobStream
 from gateway.registry import TEXT_FAMILIES
 from gateway.responses_events import ResponseBuilder, encode_event, now
 from gateway.responses_input import new_id
-from gateway.responses_prompt import Prompt, build_prompt, count_tokens
-from gateway.responses_schemas import (
+from gateway.responses_objects import (
     DeletedResponse,
     InputTokens,
-    InputTokensRequest,
     Item,
     ItemList,
     ReasoningOut,
     Response,
-    ResponseRequest,
 )
+from gateway.responses_prompt import Prompt, build_prompt, count_tokens
+from gateway.responses_schemas import InputTokensRequest, ResponseRequest
 from gateway.responses_store import ResponseStore
 from gateway.sse import sse_response
 from gateway.text_pieces import pieces

@@ -22,7 +22,7 @@ import msgspec
 
 from gateway.errors import APIError
 from gateway.responses_input import encode_reasoning, new_id
-from gateway.responses_schemas import (
+from gateway.responses_objects import (
     Content,
     FunctionCallItem,
     IncompleteDetails,

@@ -4,7 +4,7 @@ turned into the chat transcript a worker renders with the model's template.
 Input arrives as a string or a list of items (messages with content parts,
 ``function_call``, ``function_call_output`` and ``reasoning`` items); each is
 decoded on its own so an error names it (``input[2].content[0]``). Accepted
-items become :data:`~gateway.responses_schemas.Item` values with ids: the
+items become :data:`~gateway.responses_objects.Item` values with ids: the
 form stored for ``previous_response_id`` chains and listed by
 ``GET /v1/responses/{id}/input_items``. A conversation of items then becomes
 :class:`~protocol.messages.ChatMessage` turns: ``developer`` and ``system``
@@ -30,27 +30,29 @@ from typing import Any, TypeVar
 import msgspec
 
 from gateway.errors import APIError
-from gateway.responses_schemas import (
-    FunctionCallIn,
+from gateway.responses_objects import (
     FunctionCallItem,
-    FunctionCallOutputIn,
     FunctionCallOutputItem,
-    InputFileIn,
     InputImage,
-    InputImageIn,
     InputText,
-    InputTextIn,
     Item,
-    ItemReferenceIn,
-    MessageIn,
     MessageItem,
     OutputText,
-    OutputTextIn,
-    PartIn,
-    ReasoningIn,
     ReasoningItem,
     ReasoningText,
     Refusal,
+)
+from gateway.responses_schemas import (
+    FunctionCallIn,
+    FunctionCallOutputIn,
+    InputFileIn,
+    InputImageIn,
+    InputTextIn,
+    ItemReferenceIn,
+    MessageIn,
+    OutputTextIn,
+    PartIn,
+    ReasoningIn,
     RefusalIn,
 )
 from protocol.messages import ChatMessage, ToolCall

@@ -20,14 +20,14 @@ from starlette.requests import Request
 from gateway.chat_images import load_image
 from gateway.errors import APIError
 from gateway.responses_input import chat_messages, input_items
-from gateway.responses_schemas import (
+from gateway.responses_objects import (
     FunctionCallItem,
     FunctionCallOutputItem,
     Item,
     MessageItem,
     Response,
-    TextConfig,
 )
+from gateway.responses_schemas import TextConfig
 from gateway.responses_store import ResponseStore
 from gateway.responses_tools import ResponseTools, response_tools
 from gateway.text_pieces import collect

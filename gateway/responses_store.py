@@ -30,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.responses_schemas import Item, Response, ResponseError
+from gateway.responses_objects import Item, Response, ResponseError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

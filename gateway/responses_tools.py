@@ -32,20 +32,22 @@ from gateway.openai_schemas import (
     ToolDef,
 )
 from gateway.responses_input import convert
-from gateway.responses_schemas import (
+from gateway.responses_objects import (
     AllowedToolsChoice,
     FunctionTool,
     FunctionToolChoice,
+    JSONSchemaFormatOut,
+    TextFormatOut,
+    TextOut,
+    ToolChoice,
+)
+from gateway.responses_schemas import (
     FunctionToolIn,
     JSONObjectTextFormat,
-    JSONSchemaFormatOut,
     JSONSchemaTextFormat,
     NamespaceToolIn,
     TextConfig,
-    TextFormatOut,
-    TextOut,
     TextTextFormat,
-    ToolChoice,
 )
 
 # OpenAI's built-in (hosted) tools: the gateway runs none of them.

@@ -9,7 +9,8 @@ import msgspec
 from gateway.errors import APIError
 from gateway.responses_events import ResponseBuilder, encode_event
 from gateway.responses_input import decode_reasoning
-from gateway.responses_schemas import Response, TextOut, TextTextFormat
+from gateway.responses_objects import Response, TextOut
+from gateway.responses_schemas import TextTextFormat
 from gateway.text_pieces import Piece
 from protocol.messages import Finished, TokenLogprob, ToolCall, Usage
 from tests.responses_spec import sse_events, validate_event, validate_response

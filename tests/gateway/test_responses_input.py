@@ -14,7 +14,7 @@ from gateway.responses_input import (
     encode_reasoning,
     input_items,
 )
-from gateway.responses_schemas import (
+from gateway.responses_objects import (
     FunctionCallItem,
     FunctionCallOutputItem,
     InputImage,

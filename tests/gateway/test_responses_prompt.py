@@ -6,8 +6,8 @@ import pytest
 
 from gateway.errors import APIError
 from gateway.responses_input import input_items
+from gateway.responses_objects import MessageItem, OutputText
 from gateway.responses_prompt import _previous, _without_orphans
-from gateway.responses_schemas import MessageItem, OutputText
 from tests.gateway.test_responses_events import skeleton
 from tests.gateway.test_responses_store import store_at
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 
 from gateway.responses_input import input_items
-from gateway.responses_schemas import Item
+from gateway.responses_objects import Item
 from gateway.responses_store import ResponseStore
 from tests.gateway.test_responses_events import skeleton
 
@@ -100,7 +100,7 @@ def test_nothing_is_created_until_first_use(tmp_path: Path) -> None:
 
 
 def test_output_items_are_found_by_id_until_their_response_goes() -> None:
-    from gateway.responses_schemas import MessageItem, OutputText
+    from gateway.responses_objects import MessageItem, OutputText
 
     store = store_at(":memory:", max_count=1)
     message = MessageItem("msg_out", "completed", "assistant", [OutputText("hi")])

@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 
 from gateway.errors import APIError
-from gateway.responses_schemas import (
+from gateway.responses_objects import (
     AllowedToolsChoice,
     FunctionTool,
     FunctionToolChoice,
     JSONSchemaFormatOut,
-    JSONSchemaTextFormat,
-    TextConfig,
 )
+from gateway.responses_schemas import JSONSchemaTextFormat, TextConfig
 from gateway.responses_tools import response_tools
 
 WEATHER = {
