@@ -26,6 +26,15 @@ from gateway.models import get_model, list_models
 from gateway.openapi import openapi_json
 from gateway.rate_limit import RateLimiter, RateLimitMiddleware
 from gateway.registry import Registry
+from gateway.responses import (
+    ResponsesState,
+    cancel_response,
+    count_input_tokens,
+    create_response,
+    delete_response,
+    list_input_items,
+    retrieve_response,
+)
 from gateway.speech import list_voices, speech
 from gateway.transcriptions import transcriptions, translations
 from gateway.worker_client import WorkerClient
@@ -41,6 +50,7 @@ def create_app(config: Config) -> Starlette:
         try:
             yield
         finally:
+            await app.state.responses.close()  # background responses end first
             await registry.close()
 
     routes = [
@@ -48,6 +58,12 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),  # Anthropic's Messages API
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/v1/responses", create_response, methods=["POST"]),
+        Route("/v1/responses/input_tokens", count_input_tokens, methods=["POST"]),
+        Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
+        Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+        Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
         Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
         Route("/v1/audio/translations", translations, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
@@ -96,6 +112,7 @@ def create_app(config: Config) -> Starlette:
     app.state.model_metrics = model_metrics
     app.state.metrics_registry = registry
     app.state.image_store = ImageStore(settings.image_store_capacity, settings.image_url_ttl)
+    app.state.responses = ResponsesState(settings)
     app.state.started = int(time.time())
     return app
 

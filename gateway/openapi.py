@@ -22,6 +22,9 @@ from gateway import anthropic_schemas as anthropic
 from gateway import embedding_schemas as embeddings
 from gateway import image_schemas as images
 from gateway import openai_schemas as openai
+from gateway import responses_events as response_events
+from gateway import responses_objects as response_objects
+from gateway import responses_schemas as responses
 from gateway import service_schemas as service
 from gateway import speech_schemas as speech
 from gateway import transcription_schemas as transcription
@@ -90,6 +93,52 @@ OPERATIONS: tuple[Operation, ...] = (
         "OpenAI",
         embeddings.EmbeddingRequest,
         {JSON: embeddings.EmbeddingList},
+    ),
+    Operation(
+        "POST",
+        "/v1/responses",
+        "Create a model response (streamed with stream: true; the SSE event: line is its type)",
+        "OpenAI",
+        responses.ResponseRequest,
+        {JSON: response_objects.Response, SSE: response_events.StreamEvent},
+        streamed=(SSE,),
+    ),
+    Operation(
+        "POST",
+        "/v1/responses/input_tokens",
+        "Count a response request's input tokens",
+        "OpenAI",
+        responses.InputTokensRequest,
+        {JSON: response_objects.InputTokens},
+    ),
+    Operation(
+        "GET",
+        "/v1/responses/{response_id}",
+        "A stored response",
+        "OpenAI",
+        answers={JSON: response_objects.Response},
+    ),
+    Operation(
+        "DELETE",
+        "/v1/responses/{response_id}",
+        "Delete a stored response",
+        "OpenAI",
+        answers={JSON: response_objects.DeletedResponse},
+    ),
+    Operation(
+        "GET",
+        "/v1/responses/{response_id}/input_items",
+        "A stored response's input items, paginated",
+        "OpenAI",
+        answers={JSON: response_objects.ItemList},
+        query=("after", "limit", "order"),
+    ),
+    Operation(
+        "POST",
+        "/v1/responses/{response_id}/cancel",
+        "Cancel a background response",
+        "OpenAI",
+        answers={JSON: response_objects.Response},
     ),
     Operation(
         "POST",

@@ -60,6 +60,13 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # A host other than loopback serves the network: the gateway refuses to
     # start there without api_keys unless this is set.
     allow_insecure_public: bool = False
+    # Stored responses (/v1/responses with "store": true, the default): a
+    # SQLite file (a relative path is from the gateway's working directory,
+    # where `make run` keeps run/), or ":memory:" to keep them for the
+    # process only; at most this many, each for this long (OpenAI's 30 days).
+    responses_store: str = "run/responses.sqlite3"
+    responses_max_stored: int = 10_000
+    responses_max_age: float = 30 * 24 * 3600.0
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -48,6 +48,10 @@ class ChatMessage(msgspec.Struct, omit_defaults=True):
     # Vision models: the message's images (PNG, JPEG... file bytes, fetched
     # and decoded by the gateway), shown to the model before its text.
     images: list[bytes] = []
+    # An assistant turn's reasoning (Responses API reasoning items), given to
+    # the chat template as ``reasoning_content``; templates that know it
+    # render it (most drop it from earlier turns).
+    reasoning: str = ""
 
 
 class SamplingParams(msgspec.Struct, omit_defaults=True):
@@ -222,6 +226,8 @@ class Usage(msgspec.Struct):
     completion_tokens: int
     # Prompt tokens whose KV cache was reused from an earlier request.
     cached_tokens: int = 0
+    # Completion tokens generated inside the model's reasoning markers.
+    reasoning_tokens: int = 0
 
 
 class TopLogprob(msgspec.Struct, array_like=True):
@@ -265,6 +271,9 @@ class Finished(msgspec.Struct):
     stop_sequence: str | None = None
     reasoning: str = ""
     tool_calls: list[ToolCall] = []
+    # The model's context length in tokens; set on the answer to a
+    # ``count_only`` job, so the gateway can fit a prompt (truncation "auto").
+    context_length: int = 0
 
 
 class JobFailed(msgspec.Struct):

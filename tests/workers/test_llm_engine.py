@@ -210,6 +210,8 @@ def test_reasoning_between_markers_is_split_from_the_answer(
     reasoning += finished_of(steps, "split").reasoning
     assert (content, reasoning) == split_reference(plain, start, end)
     assert reasoning  # the case is not vacuous
+    usage = finished_of(steps, "split").usage
+    assert 0 < usage.reasoning_tokens < usage.completion_tokens
 
 
 def test_reasoning_off_by_default_for_a_tokenizer_without_markers(engine: LLMEngine) -> None:
@@ -226,6 +228,7 @@ def test_count_only_answers_the_prompt_tokens_without_generating(engine: LLMEngi
     expected = len(engine.prompt_tokens(ChatJob("x", messages, SamplingParams())))
     assert finished.usage.prompt_tokens == expected and finished.usage.completion_tokens == 0
     assert not [d for s in steps for d in s.deltas]
+    assert finished.context_length == 256  # the fixture's context_length
 
 
 def test_a_few_shared_tokens_are_not_worth_copying_a_long_cached_sequence(

@@ -75,6 +75,12 @@ def test_tool_calls_reach_the_template_with_their_arguments_as_objects() -> None
     assert result == {"role": "tool", "content": "12:00", "tool_call_id": "call_1"}
 
 
+def test_a_message_reasoning_reaches_the_template_as_reasoning_content() -> None:
+    message = ChatMessage("assistant", "42", reasoning="6 times 7")
+    assert template_message(message)["reasoning_content"] == "6 times 7"
+    assert "reasoning_content" not in template_message(ChatMessage("assistant", "42"))
+
+
 def test_reasoning_markers_are_configured_or_found_or_off(tokenizer: Any) -> None:
     assert ReasoningMarkers.configured("off", tokenizer, model="demo") is None
     assert ReasoningMarkers.configured("auto", tokenizer, model="demo") is None  # it has none

@@ -97,6 +97,7 @@ def test_eos_ends_with_stop_and_adds_no_text(tokenizer: Any) -> None:
     text, finished = text_and_end(results, deltas)
     assert text == "Hello" and finished.finish_reason == "stop"
     assert finished.usage.completion_tokens == len(results)  # the EOS token counts
+    assert finished.usage.reasoning_tokens == 0
 
 
 def test_reasoning_between_markers_comes_apart_and_the_markers_vanish(tokenizer: Any) -> None:
@@ -106,6 +107,10 @@ def test_reasoning_between_markers_comes_apart_and_the_markers_vanish(tokenizer:
     text, finished = text_and_end(results, deltas)
     reasoning = "".join(d.reasoning for d in deltas if d is not None) + finished.reasoning
     assert (text, reasoning) == ("So  answer", "thinking")
+    # The tokens from the one that opens the reasoning to the one that closes it.
+    inside = tokenizer.encode("<r>thinking</r>", add_special_tokens=False)
+    assert 0 < finished.usage.reasoning_tokens < finished.usage.completion_tokens
+    assert finished.usage.reasoning_tokens <= len(inside)
 
 
 def test_a_reply_can_start_inside_reasoning(tokenizer: Any) -> None:

@@ -183,3 +183,71 @@ def test_forced_reader_cut_after_the_head_keeps_the_partial_call() -> None:
     assert r.feed('{"name": "get_time", "arguments": {"zo', end=True) == ""
     (call,) = whole_calls(r.take())
     assert (call.name, call.arguments) == ("get_time", '{"zo')
+
+
+STRICT_TOOLS = [
+    {"type": "function", "function": {**TOOLS[0]["function"], "strict": True}},
+    TOOLS[1],  # not strict: any arguments object
+]
+
+
+def accepts(engine: LLMEngine, text: str, tools: list[dict[str, Any]] = STRICT_TOOLS) -> bool:
+    """Whether the strict-tools grammar of the demo model takes ``text`` whole."""
+    from llguidance import LLMatcher
+
+    from workers.engines.grammar import compile_tool_calls
+    from workers.engines.tools import strict_call_schema
+
+    schema = strict_call_schema(tools)
+    assert schema is not None
+    grammar = compile_tool_calls("<tool_call>", "</tool_call>", schema)
+    matcher = LLMatcher(engine._sequences.grammar_tokenizer, grammar, log_level=0)
+    ok = matcher.consume_tokens(engine.tokenizer.encode(text, add_special_tokens=False))
+    return bool(ok) and matcher.is_accepting()
+
+
+def call(name: str, arguments: dict[str, Any]) -> str:
+    body = json.dumps({"name": name, "arguments": arguments})
+    return f"<tool_call>\n{body}\n</tool_call>"
+
+
+def test_strict_tools_let_text_and_valid_calls_through_and_nothing_else(
+    engine: LLMEngine,
+) -> None:
+    paris = {"city": "Paris", "unit": "c", "days": 2}
+    assert accepts(engine, "Just text, no call.")
+    assert accepts(engine, "Let me check. " + call("get_weather", paris))
+    assert accepts(engine, call("get_weather", paris) + " and " + call("get_time", {"any": 1}))
+    assert not accepts(engine, call("get_weather", {**paris, "days": 99}))  # strict: maximum 7
+    assert not accepts(engine, call("get_weather", {"town": "Paris"}))
+    assert not accepts(engine, call("get_sky", {}))  # no such tool
+    assert not accepts(engine, "<tool_call>\nnot json\n</tool_call>")
+
+
+def test_a_strict_tool_without_additional_properties_gets_only_its_keys(
+    engine: LLMEngine,
+) -> None:
+    params: dict[str, Any] = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 10}},
+        "required": ["city"],
+    }
+    function = {"name": "get_weather", "parameters": params, "strict": True}
+    tools = [{"type": "function", "function": function}]
+    assert accepts(engine, call("get_weather", {"city": "Paris"}), tools)
+    assert not accepts(engine, call("get_weather", {"city": "Paris", "extra": 1}), tools)
+    assert "additionalProperties" not in params  # the job's own tools are left as sent
+
+
+def test_a_strict_tool_puts_an_auto_job_under_the_grammar(engine: LLMEngine) -> None:
+    params = SamplingParams(max_tokens=40, temperature=0)
+    engine.submit(ChatJob("strict", HI, params, STRICT_TOOLS, "auto"))
+    engine.submit(ChatJob("loose", HI, params, TOOLS, "auto"))
+    assert engine._jobs["strict"].grammar is not None and engine._jobs["loose"].grammar is None
+    steps = run_to_end(engine)
+    for job_id in ("strict", "loose"):
+        _, calls, reason = outcome(steps, job_id)
+        assert reason in ("stop", "length", "tool_calls")
+        for made in calls:
+            if made.name == "get_weather":
+                jsonschema.validate(json.loads(made.arguments), WEATHER_PARAMS)

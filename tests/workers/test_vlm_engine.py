@@ -117,3 +117,4 @@ def test_count_only_reports_the_prompt_tokens_images_included(engine: VLMEngine)
     )
     assert texts["count"] == "" and finished["count"].usage.completion_tokens == 0
     assert finished["count"].usage.prompt_tokens == finished["run"].usage.prompt_tokens
+    assert finished["count"].context_length == engine.context_length > 0

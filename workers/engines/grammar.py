@@ -5,7 +5,9 @@ logits processor that masks every token the grammar does not allow next to
 -inf, so even a random-weight model writes JSON that validates. Once the JSON
 is complete the grammar allows nothing but EOS, which ends the sequence with
 finish reason "stop". Sequences without a grammar get no processor at all
-(mlx-lm samples the batch in one call when no row has processors).
+(mlx-lm samples the batch in one call when no row has processors). Chat with
+"strict" tools under tool_choice "auto" gets a grammar too (for models whose
+calls are JSON between markers): free text, and calls whose arguments validate.
 
 An object schema that lists its ``properties`` (or ``patternProperties``)
 and does not say ``additionalProperties`` gets ``additionalProperties:
@@ -139,6 +141,39 @@ def _subschemas(schema: dict[str, Any], path: str) -> Iterator[tuple[Any, str]]:
 
 def _pointer_token(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as a literal in an llguidance (Rust-syntax) regex."""
+    return "".join(
+        "\\" + ch if ch.isascii() and not ch.isalnum() and ch not in "<> _" else ch for ch in text
+    )
+
+
+def compile_tool_calls(start: str, end: str, call_schema: dict[str, Any]) -> str:
+    """The llguidance grammar of a reply that may make tool calls: free text
+    (never containing ``start``), then any number of calls, each ``start``,
+    a JSON ``call_schema`` instance (``{"name", "arguments"}``), ``end``, and
+    free text after it. "Strict" tools' arguments then validate as forced
+    calls' do (closed as :func:`close_objects` closes them), while the
+    model still chooses whether to call at all."""
+    marker = _regex_literal(start)
+    try:
+        # A copy: the job's tools themselves stay as the client sent them.
+        schema = {**close_objects(json.loads(json.dumps(call_schema))), "x-guidance": JSON_OPTIONS}
+        # LEAD: text up to and with the first start marker; PLAIN: text with none.
+        lark = (
+            f"start: (LEAD WS? body WS? {json.dumps(end)})* PLAIN\n"
+            f"PLAIN: /(.|\\n)*/ & ~/(.|\\n)*{marker}(.|\\n)*/\n"
+            f"LEAD: /(.|\\n)*{marker}/ & ~/(.|\\n)*{marker}(.|\\n)+/\n"
+            "WS: /[ \\t\\n]+/\n"
+            f"body: %json {json.dumps(schema)}\n"
+        )
+        return LLMatcher.grammar_from_lark(lark)
+    except RecursionError as exc:
+        raise GrammarError("a tool's parameters are nested too deeply") from exc
+    except ValueError as exc:
+        raise GrammarError(f"the tools' schemas make no grammar: {exc}") from exc
 
 
 class GrammarProcessor:

@@ -140,7 +140,9 @@ class LLMEngine:
         if not tokens:
             raise JobError("the prompt is empty")
         if isinstance(job, ChatJob) and job.count_only:
-            return Events(finished=[Finished(job.id, "stop", Usage(len(tokens), 0))])
+            usage = Usage(len(tokens), 0)
+            finished = Finished(job.id, "stop", usage, context_length=self.context_length)
+            return Events(finished=[finished])
         seq = self._sequences.make(job, tokens)
         # All of the above only read the job and the model; scheduling changes
         # the batch, and a failure half-way through leaves it broken.

@@ -58,7 +58,9 @@ def check_token_ids(
 
 def template_message(message: ChatMessage) -> dict[str, Any]:
     """A message as Hugging Face chat templates expect it: tool calls with
-    their arguments as an object (as mlx-lm's server passes them)."""
+    their arguments as an object (as mlx-lm's server passes them), and an
+    assistant turn's reasoning as ``reasoning_content`` (what templates that
+    render it read; most leave it out of earlier turns)."""
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.name is not None:
         out["name"] = message.name
@@ -75,6 +77,8 @@ def template_message(message: ChatMessage) -> dict[str, Any]:
         ]
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
+    if message.reasoning:
+        out["reasoning_content"] = message.reasoning
     return out
 
 

@@ -3,10 +3,11 @@ that the scheduler does not decide.
 
 :class:`SequenceMaker` (one per loaded model) checks a chat or completion job
 and gives its :class:`Sequence`: the prompt's tokens, the token budget, its
-sampler and logits processors (bias and penalties, then the JSON schema's
-grammar) and its text pipeline (:class:`~workers.engines.text_output.TextOutput`,
-with its tool-call reader and where its reasoning starts). Making one changes
-nothing but the sequence, so a job that fails here fails alone.
+sampler and logits processors (bias and penalties, then the grammar of the
+JSON schema, or of the calls to "strict" tools) and its text pipeline
+(:class:`~workers.engines.text_output.TextOutput`, with its tool-call reader
+and where its reasoning starts). Making one changes nothing but the sequence,
+so a job that fails here fails alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from workers.engines.grammar import (
     GrammarError,
     GrammarProcessor,
     compile_json_schema,
+    compile_tool_calls,
     grammar_tokenizer,
 )
 from workers.engines.logprobs import TokenLogprobs
@@ -35,7 +37,7 @@ from workers.engines.sampling import (
     request_sampler,
 )
 from workers.engines.text_output import TextOutput
-from workers.engines.tools import ToolCallReader, ToolFormat
+from workers.engines.tools import ToolCallReader, ToolFormat, strict_call_schema
 
 
 @dataclass
@@ -45,7 +47,8 @@ class Sequence:
     processors: list[LogitsProcessor]
     max_tokens: int
     tokens: list[int]  # prompt, then every generated token
-    # Structured output: the processor masking what the JSON schema forbids.
+    # Structured output or strict tools: the processor masking what the
+    # grammar forbids.
     grammar: GrammarProcessor | None = None
     # Set by the scheduler. In the batch: its BatchGenerator uid. Solo: its
     # generate_step and KV cache.
@@ -89,12 +92,16 @@ class SequenceMaker:
         params = job.params
         check_token_ids(params.logit_bias, self.vocab_size, "'logit_bias' token ids", "logit_bias")
         grammar = self._grammar(params.json_schema)
+        tools = self._tools(job, grammar)
+        if grammar is None and isinstance(job, ChatJob):
+            grammar = self._strict_tools_grammar(job)
         processors = request_logits_processors(params)
         if grammar is not None:
             processors.append(grammar)  # last: no bias or penalty can lift its mask
         reasoning = None
-        # Constrained output is the answer itself, never reasoning.
-        if self.reasoning is not None and isinstance(job, ChatJob) and grammar is None:
+        # Structured output is the answer itself, never reasoning (strict
+        # tools' grammar leaves the model its free text, reasoning included).
+        if self.reasoning is not None and isinstance(job, ChatJob) and params.json_schema is None:
             reasoning = self.reasoning.reply_state(self.tokenizer, tokens)
         echo = ""
         if params.echo and isinstance(job, CompletionJob):
@@ -106,7 +113,7 @@ class SequenceMaker:
             stop=params.stop,
             detokenizer=self.tokenizer.detokenizer,
             reasoning=reasoning,
-            tools=self._tools(job, grammar),
+            tools=tools,
             logprobs=self.logprobs if params.logprobs else None,
             top_logprobs=params.top_logprobs,
             echo=echo,
@@ -133,6 +140,23 @@ class SequenceMaker:
             return GrammarProcessor(self.grammar_tokenizer, compile_json_schema(schema))
         except GrammarError as exc:
             raise JobError(f"'response_format': {exc}", param="response_format") from exc
+
+    def _strict_tools_grammar(self, job: ChatJob) -> GrammarProcessor | None:
+        """For tool_choice "auto" with "strict" tools: a grammar that lets the
+        model write text or calls, whose arguments then validate. Only for
+        tool formats whose calls are plain JSON (others are parsed unconstrained)."""
+        fmt = self.tool_format
+        if job.tool_mode != "auto" or not job.tools or fmt is None or not fmt.json_body:
+            return None
+        schema = strict_call_schema(job.tools)
+        if schema is None or self.grammar_tokenizer is None:
+            return None
+        try:
+            return GrammarProcessor(
+                self.grammar_tokenizer, compile_tool_calls(fmt.start, fmt.end, schema)
+            )
+        except GrammarError as exc:
+            raise JobError(f"'tools': {exc}", param="tools") from exc
 
     def _tools(
         self, job: ChatJob | CompletionJob, grammar: GrammarProcessor | None

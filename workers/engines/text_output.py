@@ -66,6 +66,8 @@ class TextOutput:
         self.prompt_tokens = prompt_tokens
         self.cached_tokens = cached_tokens
         self.completion_tokens = 0
+        # Those read inside the reasoning markers (or crossing one).
+        self.reasoning_tokens = 0
         self._stops = StopStringMatcher(stop or [])
         self._detokenizer = detokenizer
         self._reasoning = reasoning
@@ -105,10 +107,17 @@ class TextOutput:
             finish_reason = "stop"
         elif finish_reason is not None:
             text += self._stops.flush()
+        was_reasoning = self._in_reasoning
         self._route(text, end=finish_reason is not None)
+        if was_reasoning or self._in_reasoning:
+            self.reasoning_tokens += tokens
         if finish_reason is None:
             return Accepted(first_text)
         return Accepted(first_text, self._finished(finish_reason))
+
+    @property
+    def _in_reasoning(self) -> bool:
+        return self._reasoning is not None and self._reasoning[0] == "reasoning"
 
     def _route(self, text: str, *, end: bool) -> None:
         """Text to the answer or the reasoning (the markers themselves vanish);
@@ -154,7 +163,12 @@ class TextOutput:
         return Finished(
             id=self.job_id,
             finish_reason=reason,
-            usage=Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens),
+            usage=Usage(
+                self.prompt_tokens,
+                self.completion_tokens,
+                self.cached_tokens,
+                self.reasoning_tokens,
+            ),
             text=self._take_text(),
             logprobs=self._take_logprobs(),
             stop_sequence=self._stops.matched,

@@ -9,7 +9,9 @@ grammar to be valid. Its head (``{"name": "...", "arguments": ``, compact
 JSON as the grammar writes it) makes the call as soon as it is complete, and
 the argument text then streams as more of the same call: a :class:`ToolCall`
 whose id was already handed out continues that call (its ``arguments`` are
-the next piece of text).
+the next piece of text). ``auto`` with "strict" tools is also constrained
+when the calls are plain JSON: :func:`strict_call_schema` is what a call
+must match (see :func:`~workers.engines.grammar.compile_tool_calls`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ class ToolFormat:
             raise ValueError(f"unknown tool parser {name!r}") from exc
         return cls(module.tool_call_start, module.tool_call_end, module.parse_tool_call)
 
+    @property
+    def json_body(self) -> bool:
+        """Whether a call between the markers is plain JSON ``{"name", "arguments"}``
+        (mlx-lm's json_tools: Qwen, Hermes...), which a grammar can constrain."""
+        return getattr(self.parse, "__module__", "") == "mlx_lm.tool_parsers.json_tools"
+
     @classmethod
     def of_tokenizer(cls, tokenizer: Any) -> ToolFormat | None:
         """The format mlx-lm inferred from the tokenizer / chat template."""
@@ -82,6 +90,29 @@ def parse_calls(fmt: ToolFormat, text: str, tools: Any) -> list[ToolCall]:
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ValueError(str(exc)) from exc
     return [_call(p) for p in (parsed if isinstance(parsed, list) else [parsed])]
+
+
+def strict_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The JSON schema of one call to any of ``tools`` when some are "strict"
+    (their arguments must validate; the others' are any object), else None."""
+    functions = [t.get("function", {}) for t in tools]
+    if not any(f.get("strict") for f in functions):
+        return None
+    variants = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": f["name"]},
+                "arguments": (f.get("parameters") or {"type": "object"})
+                if f.get("strict")
+                else {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for f in functions
+    ]
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
 def forced_call(text: str) -> ToolCall:

@@ -110,7 +110,9 @@ class VLMEngine:
         inputs = self._prepare(job.messages, images)
         prompt_tokens = int(inputs["input_ids"].size)
         if job.count_only:
-            return Events(finished=[Finished(job.id, "stop", Usage(prompt_tokens, 0))])
+            usage = Usage(prompt_tokens, 0)
+            finished = Finished(job.id, "stop", usage, context_length=self.context_length)
+            return Events(finished=[finished])
         room = room_left(
             self.context_length,
             prompt_tokens,
