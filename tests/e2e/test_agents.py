@@ -1,0 +1,215 @@
+"""Real agent clients against /v1/responses of a running gateway, each as its
+own docs say to use it: Codex CLI (`codex exec`), the OpenAI Agents SDK's
+default Responses model, the Vercel AI SDK's @ai-sdk/openai provider and the
+official OpenAI JS SDK. The demo models' text is gibberish: these tests check
+the protocol (turns complete, tools are called and their results go back),
+not what the model says."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from pydantic import BaseModel
+
+from tests.e2e.conftest import LLAMA
+from tests.e2e.harness import Stack, running_stack
+from tests.e2e.test_js_clients import JS, node_script
+
+# Long context (Codex's first prompt is ~20k tokens) and answers that end by
+# themselves (Codex and the Agents SDK fail a turn cut at max tokens).
+LONG = "demo-llama-long"
+
+
+@pytest.fixture(scope="module")
+def agent_stack(demo_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    entries: list[dict[str, Any]] = [
+        {"name": name, "family": "llm", "path": str(demo_models[name]), "demo": True}
+        for name in (LLAMA, LONG)
+    ]
+    with running_stack(entries, tmp_path_factory.mktemp("agents")) as stack:
+        yield stack
+
+
+# --- Codex CLI -------------------------------------------------------------------
+
+
+def codex_config(base_url: str, model: str) -> str:
+    """$CODEX_HOME/config.toml for the gateway, as docs/agents.md has it."""
+    return (
+        f'model = "{model}"\n'
+        'model_provider = "mlx-gateway"\n'
+        "\n"
+        "[model_providers.mlx-gateway]\n"
+        'name = "mlx-gateway"\n'
+        f'base_url = "{base_url}/v1"\n'
+        'wire_api = "responses"\n'
+    )
+
+
+def codex_exec(home: Path, workdir: Path, *args: str) -> list[dict[str, Any]]:
+    """`codex exec --json ARGS` in workdir; its JSONL events, after checking it exited 0."""
+    codex = JS / "node_modules" / ".bin" / "codex"
+    if shutil.which("node") is None or not codex.exists():
+        pytest.fail("Node.js and tests/js/node_modules are needed (run scripts/setup.sh)")
+    done = subprocess.run(
+        [str(codex), "exec", "--json", "--skip-git-repo-check", *args],
+        cwd=workdir,
+        env=dict(os.environ, CODEX_HOME=str(home)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def errors(events: list[dict[str, Any]]) -> list[str]:
+    """Error events and items, but the warning that Codex has no metadata (context
+    window, reasoning efforts) for a model name it does not know, which is every
+    local model's."""
+    found = [e.get("message", str(e)) for e in events if e["type"] in ("error", "turn.failed")]
+    for event in events:
+        item = event.get("item") or {}
+        if item.get("type") == "error" and "Model metadata" not in item.get("message", ""):
+            found.append(item["message"])
+    return found
+
+
+def usage(events: list[dict[str, Any]]) -> dict[str, int]:
+    [completed] = [e for e in events if e["type"] == "turn.completed"]
+    return completed["usage"]
+
+
+@pytest.mark.timeout(900)
+def test_codex_exec_completes_turns_against_the_gateway(
+    agent_stack: Stack, tmp_path: Path
+) -> None:
+    home, workdir = tmp_path / "codex-home", tmp_path / "work"
+    home.mkdir()
+    workdir.mkdir()
+    (home / "config.toml").write_text(codex_config(agent_stack.base_url, LONG))
+
+    first = codex_exec(home, workdir, "Say hello.")
+    assert errors(first) == []
+    # Codex's own instructions and tools: ten times a 2,048-token context.
+    assert usage(first)["input_tokens"] > 8 * 2048
+
+    # The next turn sends the whole conversation again (store: false); the
+    # worker's prefix cache makes its prefill incremental.
+    second = codex_exec(home, workdir, "resume", "--last", "Say it again.")
+    assert errors(second) == []
+    assert usage(second)["cached_input_tokens"] >= usage(first)["input_tokens"] - 1
+
+
+# --- The OpenAI Agents SDK --------------------------------------------------------
+
+
+class Forecast(BaseModel):
+    sky: Literal["sunny", "rainy"]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["run", "run_streamed"])
+async def test_the_agents_sdk_calls_a_function_tool_and_answers_with_its_result(
+    agent_stack: Stack, streamed: bool
+) -> None:
+    from agents import Agent, ModelSettings, RunConfig, Runner, function_tool
+    from agents.models.openai_provider import OpenAIProvider
+
+    calls: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        calls.append(city)
+        return f"Sunny in {city}"
+
+    # tool_choice "required" makes the random model call the tool (constrained
+    # decoding); the SDK then resets it, and the structured output type makes
+    # the answer end (its JSON is constrained to the schema).
+    agent = Agent(
+        name="forecaster",
+        instructions="Look the weather up, then answer.",
+        model=LONG,
+        tools=[get_weather],
+        output_type=Forecast,
+        model_settings=ModelSettings(tool_choice="required", temperature=0),
+    )
+    config = RunConfig(
+        model_provider=OpenAIProvider(base_url=f"{agent_stack.base_url}/v1", api_key="unused"),
+        tracing_disabled=True,
+    )
+    if streamed:
+        run = Runner.run_streamed(agent, "Weather in Paris?", run_config=config)
+        events = [event.type async for event in run.stream_events()]
+        assert "raw_response_event" in events
+        result: Any = run
+    else:
+        result = await Runner.run(agent, "Weather in Paris?", run_config=config)
+
+    assert len(calls) == 1
+    assert [item.type for item in result.new_items] == [
+        "tool_call_item",
+        "tool_call_output_item",
+        "message_output_item",
+    ]
+    assert result.new_items[1].output == f"Sunny in {calls[0]}"
+    assert isinstance(result.final_output, Forecast)
+    # The tool's result went back to the model in the second request.
+    sent = result.to_input_list()
+    assert {"call_id", "output", "type"} <= sent[2].keys()
+    assert sent[2]["output"] == f"Sunny in {calls[0]}"
+
+
+# --- The Vercel AI SDK and the OpenAI JS SDK (Node.js) -----------------------------
+
+
+def test_the_ai_sdk_generates_streams_and_calls_tools(agent_stack: Stack) -> None:
+    seen = node_script("ai_sdk.mjs", f"{agent_stack.base_url}/v1", LLAMA, timeout=300)
+    generated = seen["generated"]
+    assert generated["responseId"].startswith("resp")
+    assert generated["finishReason"] in ("stop", "length")
+    assert generated["usage"]["outputTokens"] >= 1
+    # Greedy: streamed text is the generated text.
+    assert seen["streamed"] == generated["text"]
+    assert seen["streamedFinishReason"] == generated["finishReason"]
+    # A conversation going on from the stored answer.
+    assert seen["followUp"]["finishReason"] in ("stop", "length")
+
+    for steps in (seen["toolSteps"], seen["streamedToolSteps"]):
+        call, answer = steps
+        assert call["finishReason"] == "tool-calls"
+        [made] = call["toolCalls"]
+        assert made["name"] == "get_weather" and isinstance(made["input"]["city"], str)
+        assert call["toolResults"] == [f"Sunny in {made['input']['city']}"]
+        assert answer["toolCalls"] == [] and answer["finishReason"] in ("stop", "length")
+    assert len(seen["calls"]) == 2
+    assert {"tool-call", "tool-result", "text-delta", "finish"} <= set(seen["streamedParts"])
+
+
+def test_the_openai_js_sdk_creates_streams_retrieves_and_deletes_responses(
+    agent_stack: Stack,
+) -> None:
+    seen = node_script("openai_responses.mjs", f"{agent_stack.base_url}/v1", LLAMA)
+    whole = seen["whole"]
+    assert whole["id"].startswith("resp") and whole["status"] in ("completed", "incomplete")
+    assert whole["usage"]["output_tokens"] >= 1
+    # Greedy: the streamed text is the whole text.
+    assert seen["streamed"] == seen["final"]["text"] == whole["text"]
+    events = seen["events"]
+    assert events[0] == "response.created"
+    assert events[-1] in ("response.completed", "response.incomplete")
+    assert "response.output_text.delta" in events
+    assert seen["retrieved"] == {"id": whole["id"], "text": whole["text"]}
+    assert [item["type"] for item in seen["inputItems"]] == ["message"]
+    assert seen["deleted"]["id"] == whole["id"] and seen["deleted"]["deleted"] is True
+    assert seen["afterDelete"] == {"status": 404, "name": "NotFoundError"}
+    assert seen["call"]["name"] == "get_weather"
+    assert isinstance(seen["call"]["arguments"]["city"], str)
