@@ -33,7 +33,8 @@ const calls = [];
 const tools = {
   get_weather: tool({
     description: "The weather in a city.",
-    inputSchema: z.object({ city: z.string() }),
+    // An enum, so that the random model's constrained call ends.
+    inputSchema: z.object({ city: z.enum(["Paris", "Rome"]) }),
     execute: async ({ city }) => {
       calls.push(city);
       return `Sunny in ${city}`;
@@ -42,6 +43,7 @@ const tools = {
 };
 // The first step must call the tool; the second answers with its result.
 const toolSteps = {
+  maxOutputTokens: 48, // a whole call: cut short, it would be text
   tools,
   stopWhen: stepCountIs(2),
   prepareStep: ({ stepNumber }) =>

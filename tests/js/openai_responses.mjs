@@ -36,7 +36,8 @@ const weather = {
   description: "The weather in a city.",
   parameters: {
     type: "object",
-    properties: { city: { type: "string" } },
+    // An enum, so that the random model's constrained call ends.
+    properties: { city: { type: "string", enum: ["Paris", "Rome"] } },
     required: ["city"],
     additionalProperties: false,
   },
