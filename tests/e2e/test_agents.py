@@ -209,20 +209,28 @@ async def test_the_agents_sdk_answers_with_its_output_type_after_a_forced_tool_c
 # --- The Vercel AI SDK and the OpenAI JS SDK (Node.js) -----------------------------
 
 
-def test_the_ai_sdk_generates_streams_and_calls_tools(agent_stack: Stack) -> None:
-    seen = node_script("ai_sdk.mjs", f"{agent_stack.base_url}/v1", LLAMA, timeout=300)
-    generated = seen["generated"]
-    assert generated["responseId"].startswith("resp")
-    assert generated["finishReason"] in ("stop", "length")
-    assert generated["usage"]["outputTokens"] >= 1
-    # Greedy: streamed text is the generated text.
-    assert seen["streamed"] == generated["text"]
-    assert seen["streamedFinishReason"] == generated["finishReason"]
-    # A conversation going on from the stored answer.
-    assert seen["followUp"]["finishReason"] in ("stop", "length")
+def ai_sdk(stack: Stack, scenario: str) -> dict[str, Any]:
+    return node_script("ai_sdk.mjs", f"{stack.base_url}/v1", LLAMA, scenario, timeout=300)
 
-    for steps in (seen["toolSteps"], seen["streamedToolSteps"]):
-        call, answer = steps
+
+def test_the_ai_sdk_generates_and_streams_text(agent_stack: Stack) -> None:
+    seen = ai_sdk(agent_stack, "text")
+    assert seen["responseId"].startswith("resp")
+    assert seen["finishReason"] in ("stop", "length")
+    assert seen["usage"]["outputTokens"] >= 1
+    # Greedy: the streamed text is the generated text.
+    assert seen["streamed"] == seen["text"]
+    assert seen["streamedFinishReason"] == seen["finishReason"]
+
+
+def test_the_ai_sdk_goes_on_from_a_stored_answer(agent_stack: Stack) -> None:
+    seen = ai_sdk(agent_stack, "conversation")
+    assert seen["first"] in ("stop", "length") and seen["second"] in ("stop", "length")
+
+
+def test_the_ai_sdk_calls_a_tool_and_sends_its_result_back(agent_stack: Stack) -> None:
+    seen = ai_sdk(agent_stack, "tools")
+    for call, answer in (seen["generated"], seen["streamed"]):
         assert call["finishReason"] == "tool-calls"
         [made] = call["toolCalls"]
         assert made["name"] == "get_weather" and made["input"]["city"] in ("Paris", "Rome")
