@@ -19,8 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.e2e.conftest import LLAMA
-from tests.e2e.harness import Stack, running_stack
-from tests.e2e.test_js_clients import JS, node_script
+from tests.e2e.harness import JS, Stack, node_script, running_stack
 
 # Long context (Codex's first prompt is ~20k tokens) and answers that end by
 # themselves (Codex and the Agents SDK fail a turn cut at max tokens).
