@@ -1,9 +1,9 @@
 """Real agent clients against /v1/responses of a running gateway, each as its
 own docs say to use it: Codex CLI (`codex exec`), the OpenAI Agents SDK's
-default Responses model, the Vercel AI SDK's @ai-sdk/openai provider and the
-official OpenAI JS SDK. The demo models' text is gibberish: these tests check
-the protocol (turns complete, tools are called and their results go back),
-not what the model says."""
+default Responses model and the Vercel AI SDK's @ai-sdk/openai provider (the
+official SDKs' Responses API: tests/e2e/test_responses.py). The demo models'
+text is gibberish: these tests check the protocol (turns complete, tools are
+called and their results go back), not what the model says."""
 
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ async def test_the_agents_sdk_answers_with_its_output_type_after_a_forced_tool_c
     assert isinstance(result.final_output, Forecast)
 
 
-# --- The Vercel AI SDK and the OpenAI JS SDK (Node.js) -----------------------------
+# --- The Vercel AI SDK (Node.js) -------------------------------------------------
 
 
 def ai_sdk(stack: Stack, scenario: str) -> dict[str, Any]:
@@ -237,24 +237,3 @@ def test_the_ai_sdk_calls_a_tool_and_sends_its_result_back(agent_stack: Stack) -
         assert answer["toolCalls"] == [] and answer["finishReason"] in ("stop", "length")
     assert len(seen["calls"]) == 2
     assert {"tool-call", "tool-result", "text-delta", "finish"} <= set(seen["streamedParts"])
-
-
-def test_the_openai_js_sdk_creates_streams_retrieves_and_deletes_responses(
-    agent_stack: Stack,
-) -> None:
-    seen = node_script("openai_responses.mjs", f"{agent_stack.base_url}/v1", LLAMA)
-    whole = seen["whole"]
-    assert whole["id"].startswith("resp") and whole["status"] in ("completed", "incomplete")
-    assert whole["usage"]["output_tokens"] >= 1
-    # Greedy: the streamed text is the whole text.
-    assert seen["streamed"] == seen["final"]["text"] == whole["text"]
-    events = seen["events"]
-    assert events[0] == "response.created"
-    assert events[-1] in ("response.completed", "response.incomplete")
-    assert "response.output_text.delta" in events
-    assert seen["retrieved"] == {"id": whole["id"], "text": whole["text"]}
-    assert [item["type"] for item in seen["inputItems"]] == ["message"]
-    assert seen["deleted"]["id"] == whole["id"] and seen["deleted"]["deleted"] is True
-    assert seen["afterDelete"] == {"status": 404, "name": "NotFoundError"}
-    assert seen["call"]["name"] == "get_weather"
-    assert seen["call"]["arguments"]["city"] in ("Paris", "Rome")
