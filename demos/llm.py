@@ -27,7 +27,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 
@@ -131,10 +131,20 @@ class DemoModelSpec:
     tie_word_embeddings: bool
     rms_norm_eps: float
     rope_theta: float
+    # max_position_embeddings and model_max_length: RoPE models with random
+    # weights run at any length, so this is only the limit the gateway enforces.
+    context_length: int = 2048
+    # Multiplies the output head's EOS row (untied heads only). Random weights
+    # sample EOS about once in VOCAB_SIZE tokens, so answers run to max_tokens;
+    # agents such as Codex CLI treat an answer cut short as a failed turn.
+    eos_logit_scale: float = 1.0
 
 
 # Two families with different shapes, so code that assumes one architecture,
-# tied/untied heads or a particular head_dim is caught.
+# tied/untied heads or a particular head_dim is caught; and a long-context one
+# for agents, whose prompts (Codex CLI's: ~20k tokens here) need more than
+# 2,048 tokens: one layer with one head, so a 20k-token prefill takes seconds
+# on a CPU, and an EOS-leaning head, so its turns end by themselves.
 DEMO_MODELS: dict[str, DemoModelSpec] = {
     "demo-llama-tiny": DemoModelSpec(
         model_type="llama",
@@ -161,6 +171,21 @@ DEMO_MODELS: dict[str, DemoModelSpec] = {
         tie_word_embeddings=True,
         rms_norm_eps=1e-6,
         rope_theta=1000000.0,
+    ),
+    "demo-llama-long": DemoModelSpec(
+        model_type="llama",
+        architecture="LlamaForCausalLM",
+        seed=3,
+        hidden_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        intermediate_size=128,
+        tie_word_embeddings=False,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        context_length=131_072,
+        eos_logit_scale=5.0,
     ),
 }
 
@@ -214,7 +239,7 @@ def _config(spec: DemoModelSpec) -> dict:
         "hidden_act": "silu",
         "rms_norm_eps": spec.rms_norm_eps,
         "rope_theta": spec.rope_theta,
-        "max_position_embeddings": 2048,
+        "max_position_embeddings": spec.context_length,
         "tie_word_embeddings": spec.tie_word_embeddings,
         "vocab_size": VOCAB_SIZE,
         "bos_token_id": BOS_TOKEN_ID,
@@ -240,9 +265,13 @@ def tokenizer_config(model_max_length: int = 2048, chat_template: str = CHAT_TEM
 
 
 def _fingerprint(spec: DemoModelSpec) -> str:
-    """Identifies what a folder was made from; a folder made from anything else is rebuilt."""
+    """Identifies what a folder was made from; a folder made from anything else is
+    rebuilt. Fields at their defaults are left out, so adding a field does not
+    rebuild the models it does not change."""
+    defaults = {f.name: f.default for f in fields(DemoModelSpec)}
+    shape = {k: v for k, v in asdict(spec).items() if v != defaults[k]}
     h = hashlib.sha256()
-    h.update(json.dumps([FORMAT_VERSION, asdict(spec)], sort_keys=True).encode())
+    h.update(json.dumps([FORMAT_VERSION, shape], sort_keys=True).encode())
     h.update(CORPUS_PATH.read_bytes())
     return h.hexdigest()[:16]
 
@@ -267,6 +296,12 @@ def _weights(spec: DemoModelSpec) -> tuple[dict[str, mx.array], int]:
     mx.random.seed(spec.seed)
     model = module.Model(args)
     weights = dict(tree_flatten(model.parameters()))
+    if spec.eos_logit_scale != 1.0:
+        if spec.tie_word_embeddings:
+            raise ValueError("eos_logit_scale needs an untied output head")
+        head = weights["lm_head.weight"]
+        scale = mx.ones((head.shape[0], 1)).at[EOS_TOKEN_ID].multiply(spec.eos_logit_scale)
+        weights["lm_head.weight"] = head * scale
     mx.eval(weights)
     return weights, sum(w.size for w in weights.values())
 
@@ -305,7 +340,7 @@ def create_model(out_dir: Path, name: str) -> Path:
         generation_config = {"bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID}
         _write_json(staging / "generation_config.json", generation_config)
         (staging / "tokenizer.json").write_text(_tokenizer_json() + "\n", encoding="utf-8")
-        _write_json(staging / "tokenizer_config.json", tokenizer_config())
+        _write_json(staging / "tokenizer_config.json", tokenizer_config(spec.context_length))
         special_tokens_map = {
             "eos_token": IM_END,
             "pad_token": ENDOFTEXT,

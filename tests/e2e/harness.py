@@ -4,7 +4,9 @@ starts them: honcho on the Procfile generated from a config."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,8 +18,10 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+JS = ROOT / "tests" / "js"  # Node.js clients, installed by scripts/setup.sh
 
 
 def free_port() -> int:
@@ -127,6 +131,19 @@ class Stack:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+def node_script(script: str, *args: str, timeout: float = 120) -> dict[str, Any]:
+    """Run tests/js/SCRIPT ARGS with Node.js; the JSON object it printed last."""
+    node = shutil.which("node")
+    if node is None or not (JS / "node_modules" / "openai").is_dir():
+        # scripts/setup.sh installs tests/js's packages wherever Node.js exists.
+        pytest.fail("Node.js and tests/js/node_modules are needed (run scripts/setup.sh)")
+    done = subprocess.run(
+        [node, str(JS / script), *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @contextlib.contextmanager

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from examples.avatar_debate import main as debate_main
-from tests.e2e.harness import Stack, free_port, running_stack
-from tests.e2e.test_js_clients import node_script
+from tests.e2e.harness import Stack, free_port, node_script, running_stack
 
 LLAMA, QWEN, TTS = "demo-llama-tiny", "demo-qwen2-tiny", "demo-kokoro-tiny"
 PAGE = Path(__file__).parents[2] / "examples" / "avatar-debate"

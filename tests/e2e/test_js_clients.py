@@ -2,29 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
 from tests.e2e.conftest import LLAMA
-from tests.e2e.harness import Stack
-
-JS = Path(__file__).parents[1] / "js"
-
-
-def node_script(script: str, *args: str, timeout: float = 120) -> dict:
-    node = shutil.which("node")
-    if node is None or not (JS / "node_modules" / "openai").is_dir():
-        # scripts/setup.sh installs tests/js's packages wherever Node.js exists.
-        pytest.fail("Node.js and tests/js/node_modules are needed (run scripts/setup.sh)")
-    done = subprocess.run(
-        [node, str(JS / script), *args], capture_output=True, text=True, timeout=timeout
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+from tests.e2e.harness import Stack, node_script
 
 
 def test_the_js_sdk_lists_streams_and_gets_openai_errors(stack: Stack) -> None:

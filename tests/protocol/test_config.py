@@ -21,6 +21,7 @@ def test_demo_config_loads_with_paths_relative_to_the_file() -> None:
         ("demo-whisper-tiny", "whisper", True),
         ("all-minilm-l6-v2", "embeddings", False),  # real weights
         ("demo-flux2-klein-tiny", "flux", True),
+        ("demo-llama-long", "llm", True),  # long context, for agents
     ]
     assert not config.gateway.allow_local_images
     assert config.models[0].path == str(ROOT / "models/demo-llama-tiny")

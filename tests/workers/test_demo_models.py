@@ -170,3 +170,26 @@ def test_refuses_to_replace_a_folder_it_did_not_make(tmp_path: Path) -> None:
         create_model(tmp_path, name)
     assert (tmp_path / name / "config.json").exists()
     assert not list(tmp_path.glob(f".{name}.partial-*"))  # the staging folder is cleaned up
+
+
+def test_the_long_context_model_reads_long_prompts_and_ends_its_answers(models_root: Path) -> None:
+    import mlx.core as mx
+    import mlx_lm
+    from mlx_lm.sample_utils import make_sampler
+
+    model, tokenizer = mlx_lm.load(str(models_root / "demo-llama-long"))
+    assert model.args.max_position_embeddings == tokenizer.model_max_length == 131_072
+    # Longer than the other demo models' 2,048 tokens, as agents' prompts are.
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": TEXT * 400}], add_generation_prompt=True
+    )
+    assert len(prompt) > 4096
+    finish = []
+    for seed in range(8):
+        mx.random.seed(seed)
+        *_, last = mlx_lm.stream_generate(
+            model, tokenizer, prompt, max_tokens=1000, sampler=make_sampler(temp=1.0)
+        )
+        finish.append(last.finish_reason)
+    # Sampled at temperature 1 (what agents send), its answers end with EOS.
+    assert finish == ["stop"] * 8
