@@ -120,7 +120,10 @@ def response_tools(
         ]
         or None,
         tool_choice=NamedToolChoice("function", NamedFunction(named)) if named else mode,
-        response_format=chat_format,
+        # A forced call's output is the call itself: text.format shapes the
+        # text of a later turn (the Agents SDK sends both, then drops the
+        # forced choice once its tool has run), so it does not apply here.
+        response_format=None if named or mode == "required" else chat_format,
     )
     try:
         setup = tool_setup(as_chat)
