@@ -214,8 +214,14 @@ def test_json_log_lines_of_gateway_and_worker_carry_the_ids_and_the_model(
 ) -> None:
     headers = {"X-Request-ID": "req-logged", "X-House-ID": "house-logged"}
     # A stream left after its first chunk: the worker logs the job's cancel.
+    # Its end token is barred, so the random model cannot finish first.
     with client.chat.completions.create(
-        model=CHAT, messages=HI, max_tokens=1500, stream=True, extra_headers=headers
+        model=CHAT,
+        messages=HI,
+        max_tokens=1500,
+        stream=True,
+        extra_headers=headers,
+        logit_bias={"2": -100},  # demo-llama-tiny's EOS
     ) as stream:
         next(iter(stream))
     stack.wait_until(
