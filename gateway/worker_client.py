@@ -9,7 +9,12 @@ event to the waiting request. Liveness comes from three signals:
 - the heartbeat: a :class:`Ping` every ``heartbeat_interval``; the Pong says
   loading/ready/failed (with the cause) and carries an ``instance`` id, so a
   replaced process is noticed even if no disconnect was seen;
-- the supervisor's status (restarting, failed), pushed to the registry.
+- the supervisor's status (unloaded, restarting, failed...), from the control link.
+
+A worker silent past its model's ``heartbeat_timeout`` is ``unresponsive``:
+its requests fail at once and ``on_hung`` asks its supervisor to kill it.
+Before a job is sent to a worker that is not ready, ``on_demand`` may load
+it (an ``on_demand`` model) and wait for it (see gateway/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import cast
 
 import structlog
@@ -28,6 +34,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from gateway.errors import APIError
 from gateway.job_stream import JobStream
+from gateway.memory import footprint
 from protocol.config import GatewaySettings, ModelConfig
 from protocol.framing import Encoder, FrameError, from_worker_decoder
 from protocol.messages import (
@@ -67,9 +74,22 @@ class WorkerClient:
         self.connected = False
         self.pong: Pong | None = None
         self.last_pong = 0.0
-        self.supervisor: SupervisorStatus | None = None
+        self._supervisor: SupervisorStatus | None = None
+        self.supervisor_at = 0.0  # when its status arrived
         self._goodbye = asyncio.Event()
         self._goodbye_from = ""  # the instance of the last Goodbye
+        # Set by the lifecycle manager: a load is under way (requests wait for
+        # it); ops drained it (new requests are refused, it stays loaded).
+        self.loading = False
+        self.held = False
+        self.on_demand: Callable[[WorkerClient], Awaitable[None]] | None = None
+        self.on_hung: Callable[[WorkerClient, Pong], None] | None = None
+        self._hung_reported: str | None = None  # the instance reported hung
+        self.last_used = time.monotonic()
+        self.processed = 0  # jobs finished since the gateway started
+        self.waiting = 0  # requests waiting for the model to load
+        self.memory_peak = 0  # largest footprint reported after serving
+        self._changed = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -107,28 +127,99 @@ class WorkerClient:
     # --- state --------------------------------------------------------------
 
     @property
+    def supervisor(self) -> SupervisorStatus | None:
+        return self._supervisor
+
+    @supervisor.setter
+    def supervisor(self, status: SupervisorStatus | None) -> None:
+        before = self.state
+        self._supervisor, self.supervisor_at = status, time.monotonic()
+        if self.state != before:
+            self.changed()
+
+    @property
+    def loop_age(self) -> float | None:
+        """Seconds since the worker's loop last answered a heartbeat."""
+        return time.monotonic() - self.last_pong if self.pong is not None else None
+
+    @property
     def state(self) -> str:
-        """ready | loading | failed | restarting | unresponsive | down."""
+        """unloaded | loading | ready | draining | unloading | restarting |
+        unresponsive | failed | down (no supervisor has reported)."""
+        state = self._process_state()
+        return "draining" if self.held and state == "ready" else state
+
+    def _process_state(self) -> str:
+        sup = self._supervisor
+        if sup is not None and sup.state == "unloading":
+            return "unloading"
         if self.connected and self.pong is not None:
-            if time.monotonic() - self.last_pong > self.settings.heartbeat_timeout:
+            if time.monotonic() - self.last_pong > self.model.heartbeat_limit():
                 return "unresponsive"
             return self.pong.state
-        if self.connected:
-            return "loading"
-        if self.supervisor is not None and self.supervisor.state in ("restarting", "failed"):
-            return self.supervisor.state
-        return "down"
+        if sup is None:
+            return "loading" if self.connected or self.loading else "down"
+        if sup.state in ("restarting", "failed"):
+            return sup.state
+        if sup.state == "running":
+            return "loading" if self.connected or self.loading else "restarting"
+        if sup.state == "stopped":
+            return "down"
+        return "loading" if self.loading else "unloaded"
+
+    def retry_in(self) -> float | None:
+        """restarting / failed: seconds until the supervisor tries again."""
+        sup = self._supervisor
+        if sup is None or sup.retry_in is None:
+            return None
+        return max(0.0, sup.retry_in - (time.monotonic() - self.supervisor_at))
+
+    def unavailable(self) -> APIError:
+        """The 503 for a request this worker cannot take now, with a
+        ``Retry-After`` when it is expected back by itself."""
+        state = self.state
+        headers: dict[str, str] = {}
+        retry = self.retry_in()
+        if state in ("restarting", "failed") and retry is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(retry)))
+        elif state in ("loading", "restarting", "unresponsive", "down"):
+            headers["Retry-After"] = "2"
+        return APIError(503, self.unavailable_reason(), code="model_not_ready", headers=headers)
 
     def unavailable_reason(self) -> str:
         name, state = self.model.name, self.state
         if self.pong is not None and self.pong.error and state == "failed":
             return f"model {name!r} is unavailable: {self.pong.error}"
-        if self.supervisor is not None and state in ("restarting", "failed"):
-            detail = f": {self.supervisor.message}" if self.supervisor.message else ""
+        sup = self._supervisor
+        if sup is not None and state in ("restarting", "failed"):
+            detail = f": {sup.message}" if sup.message else ""
             return f"model {name!r} is {state}{detail}"
         if state == "down":
             return f"model {name!r} is unavailable: its worker is not running"
+        if state == "unloaded":
+            return (
+                f"model {name!r} is not loaded; load it with "
+                f"POST /admin/models/{name}/load (or `mlx-gateway load {name}`)"
+            )
+        if state == "unresponsive":
+            return (
+                f"model {name!r} is unresponsive (no heartbeat for "
+                f"{self.model.heartbeat_limit():.0f}s); it is being restarted"
+            )
         return f"model {name!r} is {state}"
+
+    def changed(self) -> None:
+        """Wake whatever waits for this worker's state to change."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+    @property
+    def idle(self) -> bool:
+        stats = self.pong.stats if self.pong is not None else None
+        return not self._jobs and (stats is None or stats.active + stats.queued == 0)
 
     @property
     def in_flight(self) -> int:
@@ -139,15 +230,22 @@ class WorkerClient:
     def new_job_id(self) -> str:
         return f"{self.model.name}-{next(self._ids)}"
 
-    def submit(self, job: Job) -> JobStream:
+    async def submit(self, job: Job) -> JobStream:
         """Send a job; raise 503 if the worker cannot take it, 429 if full."""
-        (stream,) = self.submit_all([job])
+        (stream,) = await self.submit_all([job])
         return stream
 
-    def submit_all(self, jobs: list[Job]) -> list[JobStream]:
-        """Send the jobs of one request (its ``n`` choices): all of them or none."""
+    async def submit_all(self, jobs: list[Job]) -> list[JobStream]:
+        """Send the jobs of one request (its ``n`` choices): all of them or none.
+        A model that is not loaded may be loaded first (``on_demand``)."""
+        if self.state != "ready" and self.on_demand is not None:
+            self.waiting += 1
+            try:
+                await self.on_demand(self)
+            finally:
+                self.waiting -= 1
         if self.state != "ready":
-            raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+            raise self.unavailable()
         if len(self._jobs) + len(jobs) > self.model.max_pending:
             raise APIError(
                 429,
@@ -164,8 +262,9 @@ class WorkerClient:
                 del self._jobs[job.id]
                 for sent in streams:
                     sent.close()
-                raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+                raise self.unavailable()
             streams.append(stream)
+        self.last_used = time.monotonic()
         return streams
 
     def restart(self, *, graceful: bool) -> int | None:
@@ -174,7 +273,7 @@ class WorkerClient:
         instance = self.pong.instance if self.pong is not None else None
         restart = Restart(graceful, instance)
         if not self.connected or not self._send_now(self._encoder.encode(restart)):
-            raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+            raise self.unavailable()
         return self.pong.pid if self.pong is not None else None
 
     def release(self, stream: JobStream) -> None:
@@ -182,6 +281,7 @@ class WorkerClient:
         yet (it is still held here) is cancelled in the worker."""
         if self._jobs.pop(stream.id, None) is not None:
             self._send_now(self._encoder.encode(Cancel(stream.id)))
+        self.last_used = time.monotonic()
 
     def _send_now(self, frame: bytes) -> bool:
         """Send without waiting; False if it cannot be queued (the queue is full).
@@ -241,6 +341,8 @@ class WorkerClient:
             if (stream := jobs.pop(end.id, None)) is not None:
                 stream.put(end)
                 orphans.discard(end.id)
+                self.processed += isinstance(end, Finished)
+                self.last_used = time.monotonic()
         # Nobody waits for these (a job that reached a new process after its
         # request had failed, or one cancelled while its tokens were on the
         # way): stop the worker spending time on them.
@@ -250,10 +352,15 @@ class WorkerClient:
     def _on_pong(self, pong: Pong) -> None:
         if self.pong is not None and pong.instance != self.pong.instance:
             self._worker_lost(f"its process was replaced (pid {self.pong.pid} -> {pong.pid})")
+        before = self.state
         if self.pong is None or self.pong.state != pong.state:
             log.info("worker state", model=self.model.name, state=pong.state, pid=pong.pid)
         self.pong = pong
         self.last_pong = time.monotonic()
+        if pong.stats.requests_finished > 0:
+            self.memory_peak = max(self.memory_peak, footprint(pong.stats))
+        if self.state != before:
+            self.changed()
 
     def _worker_lost(self, why: str) -> None:
         self._fail_all(
@@ -270,11 +377,13 @@ class WorkerClient:
                 self.connected = True
                 self.pong = None  # a new connection: state unknown until its pong
                 self._send_ping()
+                self.changed()
             elif event == zmq.EVENT_DISCONNECTED:
                 was = self.connected
                 lost = self.pong.instance if self.pong is not None else None
                 self.connected = False
                 self.pong = None
+                self.changed()
                 if was:
                     log.warning("worker disconnected", model=self.model.name)
                 # The monitor is a separate socket: its event can overtake the
@@ -300,14 +409,27 @@ class WorkerClient:
     async def _heartbeat(self) -> None:
         while True:
             self._send_ping()
-            if self.state == "unresponsive" and self._jobs:
-                self._fail_all(
-                    503,
-                    "worker_unresponsive",
-                    f"the worker for model {self.model.name!r} has not answered for "
-                    f"{self.settings.heartbeat_timeout:.0f}s",
-                )
+            if self.state == "unresponsive":
+                self._on_silence()
             await asyncio.sleep(self.settings.heartbeat_interval)
+
+    def _on_silence(self) -> None:
+        """A hung worker: its requests end now, and its supervisor is asked
+        (once per process) to kill it so a fresh one starts."""
+        if self._jobs:
+            self._fail_all(
+                503,
+                "worker_unresponsive",
+                f"the worker for model {self.model.name!r} has not answered for "
+                f"{self.model.heartbeat_limit():.0f}s; it is being restarted",
+            )
+        pong = self.pong
+        if pong is not None and self._hung_reported != pong.instance:
+            self._hung_reported = pong.instance
+            log.error("worker unresponsive", model=self.model.name, pid=pong.pid)
+            self.changed()
+            if self.on_hung is not None:
+                self.on_hung(self, pong)
 
     def _send_ping(self) -> None:
         self._send_now(self._encoder.encode(Ping(next(self._seq))))
