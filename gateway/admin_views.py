@@ -74,6 +74,8 @@ class ModelViewList(msgspec.Struct):
 class MemoryEntry(msgspec.Struct):
     state: str
     reserved: int
+    # What it reserves when loaded: its measured peak once it has served, else the estimate.
+    need: int
     estimate: int
     measured_peak: int | None
     rss: int | None
@@ -154,6 +156,7 @@ def memory_view(manager: ModelManager) -> MemoryView:
         entries[name] = MemoryEntry(
             state=worker.state,
             reserved=holding.reserved if holding else 0,
+            need=manager.reservation(worker),
             estimate=record.estimate,
             measured_peak=worker.memory_peak or None,
             rss=worker.pong.stats.rss_bytes if worker.pong is not None else None,
