@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import cast
@@ -32,9 +31,11 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from gateway import worker_state
 from gateway.errors import APIError
 from gateway.job_stream import JobStream
 from gateway.memory import footprint
+from gateway.worker_state import Seen, state_of
 from protocol.config import GatewaySettings, ModelConfig
 from protocol.framing import Encoder, FrameError, from_worker_decoder
 from protocol.messages import (
@@ -142,71 +143,40 @@ class WorkerClient:
         """Seconds since the worker's loop last answered a heartbeat."""
         return time.monotonic() - self.last_pong if self.pong is not None else None
 
+    def seen(self) -> Seen:
+        now = time.monotonic()
+        return Seen(
+            connected=self.connected,
+            pong=self.pong,
+            pong_age=now - self.last_pong,
+            supervisor=self._supervisor,
+            supervisor_age=now - self.supervisor_at,
+            loading=self.loading,
+            held=self.held,
+            heartbeat_limit=self.model.heartbeat_limit(),
+        )
+
     @property
     def state(self) -> str:
-        """unloaded | loading | ready | draining | unloading | restarting |
-        unresponsive | failed | down (no supervisor has reported)."""
-        state = self._process_state()
-        return "draining" if self.held and state == "ready" else state
-
-    def _process_state(self) -> str:
-        sup = self._supervisor
-        if sup is not None and sup.state == "unloading":
-            return "unloading"
-        if self.connected and self.pong is not None:
-            if time.monotonic() - self.last_pong > self.model.heartbeat_limit():
-                return "unresponsive"
-            return self.pong.state
-        if sup is None:
-            return "loading" if self.connected or self.loading else "down"
-        if sup.state in ("restarting", "failed"):
-            return sup.state
-        if sup.state == "running":
-            return "loading" if self.connected or self.loading else "restarting"
-        if sup.state == "stopped":
-            return "down"
-        return "loading" if self.loading else "unloaded"
+        """See gateway/worker_state.py."""
+        return state_of(self.seen())
 
     def retry_in(self) -> float | None:
-        """restarting / failed: seconds until the supervisor tries again."""
-        sup = self._supervisor
-        if sup is None or sup.retry_in is None:
-            return None
-        return max(0.0, sup.retry_in - (time.monotonic() - self.supervisor_at))
+        return worker_state.retry_in(self.seen())
 
     def unavailable(self) -> APIError:
         """The 503 for a request this worker cannot take now, with a
         ``Retry-After`` when it is expected back by itself."""
-        state = self.state
-        headers: dict[str, str] = {}
-        retry = self.retry_in()
-        if state in ("restarting", "failed") and retry is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(retry)))
-        elif state in ("loading", "restarting", "unresponsive", "down"):
-            headers["Retry-After"] = "2"
-        return APIError(503, self.unavailable_reason(), code="model_not_ready", headers=headers)
+        seen = self.seen()
+        state = state_of(seen)
+        retry = worker_state.retry_after(state, seen)
+        message = worker_state.reason(self.model.name, state, seen)
+        headers = {"Retry-After": retry} if retry is not None else {}
+        return APIError(503, message, code="model_not_ready", headers=headers)
 
     def unavailable_reason(self) -> str:
-        name, state = self.model.name, self.state
-        if self.pong is not None and self.pong.error and state == "failed":
-            return f"model {name!r} is unavailable: {self.pong.error}"
-        sup = self._supervisor
-        if sup is not None and state in ("restarting", "failed"):
-            detail = f": {sup.message}" if sup.message else ""
-            return f"model {name!r} is {state}{detail}"
-        if state == "down":
-            return f"model {name!r} is unavailable: its worker is not running"
-        if state == "unloaded":
-            return (
-                f"model {name!r} is not loaded; load it with "
-                f"POST /admin/models/{name}/load (or `mlx-gateway load {name}`)"
-            )
-        if state == "unresponsive":
-            return (
-                f"model {name!r} is unresponsive (no heartbeat for "
-                f"{self.model.heartbeat_limit():.0f}s); it is being restarted"
-            )
-        return f"model {name!r} is {state}"
+        seen = self.seen()
+        return worker_state.reason(self.model.name, state_of(seen), seen)
 
     def changed(self) -> None:
         """Wake whatever waits for this worker's state to change."""
