@@ -350,9 +350,12 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stopping = True
+
+    def _on_signal(self, *_: object) -> None:
         # honcho signals the whole group and the gateway its own children: a
         # second SIGTERM during the exit must not cut the drain short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.stop()
 
     def _on_signal(self, *_: object) -> None:
         # honcho signals the whole group and the gateway its own children: a
