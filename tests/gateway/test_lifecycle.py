@@ -248,8 +248,9 @@ async def test_a_silent_worker_fails_its_requests_at_once_and_is_killed_once(
     assert worker.state == "unresponsive"
     worker._on_silence()
     worker._on_silence()
-    (failure,) = await stream.next_batch()
-    assert failure.status == 503 and "stuck" in failure.message  # type: ignore[union-attr]
+    with pytest.raises(APIError) as failure:
+        [event async for event in stream.events()]
+    assert failure.value.status == 503 and "stuck" in failure.value.message
     assert control(manager).sent == [("stuck", KillModel(42, "no heartbeat for 1s"))]
     with pytest.raises(APIError) as err:
         await worker.submit(job(2))
