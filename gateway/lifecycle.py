@@ -136,11 +136,11 @@ class ModelManager:
         """A supervisor we have not heard before (it or the gateway started)."""
         if status.state in ("running", "restarting", "failed"):
             record.wanted = True  # it runs already (the gateway was restarted): adopt it
-        elif status.state == "unloaded" and self._loads_at_start(worker):
+        elif status.state == "unloaded" and self.loads_at_start(worker):
             self.spawn(self.load(worker.model.name, wait=False, evict=False))
 
     @staticmethod
-    def _loads_at_start(worker: WorkerClient) -> bool:
+    def loads_at_start(worker: WorkerClient) -> bool:
         model = worker.model
         return model.load == "startup" or (model.pinned and model.load == "on_demand")
 
@@ -196,6 +196,17 @@ class ModelManager:
         state = worker.state
         if state in ("unloaded", "down"):
             await self._admit(worker, record, evict)
+        elif state == "failed" and worker.pong is not None:
+            # Its weights did not load and the process waits, failed: a new one tries again.
+            failed = worker.pong.instance
+            if not self.control.send(name, RestartModel(graceful=False)):
+                raise self._no_supervisor(name)
+            if wait:
+
+                def replaced(_: str) -> bool:
+                    return worker.pong is None or worker.pong.instance != failed
+
+                await self._until(worker, replaced, limit)
         elif state in ("restarting", "failed") and record.wanted:
             # Try again now, rather than after the supervisor's backoff.
             if not self.control.send(name, LoadModel(self._limit_for(name))):

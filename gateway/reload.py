@@ -93,7 +93,7 @@ async def _add(manager: ModelManager, model: ModelConfig) -> None:
         await manager.supervisors.start(model.name)
     # Its supervisor's first status loads it per its ``load``; one that is
     # connected already (a Procfile entry) has been heard before: ask now.
-    elif manager._loads_at_start(worker):
+    elif manager.loads_at_start(worker):
         manager.spawn(manager.load(model.name, wait=False, evict=False))
 
 

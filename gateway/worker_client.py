@@ -377,11 +377,17 @@ class WorkerClient:
             await self._goodbye.wait()
 
     async def _heartbeat(self) -> None:
+        interval = self.settings.heartbeat_interval
+        stalled = False
         while True:
             self._send_ping()
-            if self.state == "unresponsive":
+            # After the gateway's own loop stalled, the worker's answers may be
+            # waiting unread: give the receive task a round before judging it.
+            if self.state == "unresponsive" and not stalled:
                 self._on_silence()
-            await asyncio.sleep(self.settings.heartbeat_interval)
+            slept = time.monotonic()
+            await asyncio.sleep(interval)
+            stalled = time.monotonic() - slept > interval + 1.0
 
     def _on_silence(self) -> None:
         """A hung worker: its requests end now, and its supervisor is asked

@@ -19,6 +19,7 @@ from protocol.messages import (
     KillModel,
     LoadModel,
     Pong,
+    RestartModel,
     SamplingParams,
     SupervisorState,
     SupervisorStatus,
@@ -265,3 +266,15 @@ async def test_a_crash_looping_model_is_failed_with_retry_after(manager_for: Fac
     assert err.value.status == 503 and "exited with code 1" in err.value.message
     assert err.value.headers["Retry-After"] == "8"
     assert manager.records["crashy"].last_error == "model process exited with code 1"
+
+
+async def test_loading_a_model_whose_weights_failed_starts_a_new_process(
+    manager_for: Factory,
+) -> None:
+    manager = manager_for(entry("broken"))
+    worker = manager.registry.workers["broken"]
+    report(manager, "broken", "running")
+    serve(worker, "failed")
+    assert worker.state == "failed"
+    await manager.load("broken", wait=False)
+    assert control(manager).sent == [("broken", RestartModel(graceful=False))]
