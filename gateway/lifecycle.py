@@ -201,12 +201,14 @@ class ModelManager:
             failed = worker.pong.instance
             if not self.control.send(name, RestartModel(graceful=False)):
                 raise self._no_supervisor(name)
+
+            def replaced(_: str) -> bool:
+                return worker.pong is None or worker.pong.instance != failed
+
             if wait:
-
-                def replaced(_: str) -> bool:
-                    return worker.pong is None or worker.pong.instance != failed
-
                 await self._until(worker, replaced, limit)
+                worker.loading = True
+                self.spawn(self._watch_load(worker))
         elif state in ("restarting", "failed") and record.wanted:
             # Try again now, rather than after the supervisor's backoff.
             if not self.control.send(name, LoadModel(self._limit_for(name))):
@@ -269,7 +271,7 @@ class ModelManager:
     async def _wait_loaded(self, worker: WorkerClient, seconds: float) -> None:
         name = worker.model.name
         try:
-            await self._until(worker, lambda s: s not in ("loading", "unloaded"), seconds)
+            await self._until(worker, lambda s: not self._loading(worker, s), seconds)
         except TimeoutError:
             raise APIError(
                 504,
@@ -280,6 +282,11 @@ class ModelManager:
             ) from None
         if worker.state not in ("ready", "draining"):
             raise worker.unavailable()
+
+    @staticmethod
+    def _loading(worker: WorkerClient, state: str) -> bool:
+        """A load is still under way (a new process passes by "restarting")."""
+        return state in ("loading", "unloaded") or (state == "restarting" and worker.loading)
 
     async def _on_demand(self, worker: WorkerClient) -> None:
         """Before a request's jobs are sent to a worker that is not ready."""
