@@ -68,11 +68,12 @@ def supervised(
     gateway: StandInGateway, script: str, monkeypatch: pytest.MonkeyPatch, marker: Path
 ) -> Iterator[Supervisor]:
     model = ModelConfig("m", "llm", "/x", "tcp://127.0.0.1:1", drain_timeout=5.0)
-    supervisor = Supervisor(model, "/no/such/config.toml", gateway.endpoint, shutdown_timeout=2.0)
-    monkeypatch.setattr(
-        supervisor,
-        "_spawn",
-        lambda: subprocess.Popen([sys.executable, "-c", script, str(marker)]),
+    supervisor = Supervisor(
+        model,
+        "/no/such/config.toml",
+        gateway.endpoint,
+        shutdown_timeout=2.0,
+        spawn=lambda: subprocess.Popen([sys.executable, "-c", script, str(marker)]),
     )
     thread = threading.Thread(target=supervisor.serve)
     thread.start()
