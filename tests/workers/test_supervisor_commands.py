@@ -64,9 +64,7 @@ def gateway() -> Iterator[StandInGateway]:
     gateway.sock.close()
 
 
-def supervised(
-    gateway: StandInGateway, script: str, monkeypatch: pytest.MonkeyPatch, marker: Path
-) -> Iterator[Supervisor]:
+def supervised(gateway: StandInGateway, script: str, marker: Path) -> Iterator[Supervisor]:
     model = ModelConfig("m", "llm", "/x", "tcp://127.0.0.1:1", drain_timeout=5.0)
     supervisor = Supervisor(
         model,
@@ -90,10 +88,8 @@ def marker(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def serving(
-    gateway: StandInGateway, monkeypatch: pytest.MonkeyPatch, marker: Path
-) -> Iterator[Supervisor]:
-    yield from supervised(gateway, SERVES, monkeypatch, marker)
+def serving(gateway: StandInGateway, marker: Path) -> Iterator[Supervisor]:
+    yield from supervised(gateway, SERVES, marker)
 
 
 @pytest.fixture
@@ -101,7 +97,7 @@ def crashing(
     gateway: StandInGateway, monkeypatch: pytest.MonkeyPatch, marker: Path
 ) -> Iterator[Supervisor]:
     monkeypatch.setattr(supervisor_module, "BACKOFF_START_S", 0.05)
-    yield from supervised(gateway, CRASHES, monkeypatch, marker)
+    yield from supervised(gateway, CRASHES, marker)
 
 
 def wait_for(marker: Path) -> None:
