@@ -136,7 +136,8 @@ class ModelManager:
         """A supervisor we have not heard before (it or the gateway started)."""
         if status.state in ("running", "restarting", "failed"):
             record.wanted = True  # it runs already (the gateway was restarted): adopt it
-        elif status.state == "unloaded" and self.loads_at_start(worker):
+        elif status.state == "unloaded" and (record.wanted or self.loads_at_start(worker)):
+            record.wanted = False  # wanted, but this supervisor runs nothing yet: load
             self.spawn(self.load(worker.model.name, wait=False, evict=False))
 
     @staticmethod
