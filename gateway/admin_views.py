@@ -103,7 +103,7 @@ def model_view(manager: ModelManager, worker: WorkerClient) -> ModelView:
     record = manager.records.get(model.name)
     stats = pong.stats if pong is not None else None
     now = time.monotonic()
-    holds = manager.holds_memory(worker)
+    holds = manager.reservations.holds(worker)
     used = worker.last_used if worker.processed or worker.in_flight else None
     return ModelView(
         name=model.name,
@@ -125,7 +125,7 @@ def model_view(manager: ModelManager, worker: WorkerClient) -> ModelView:
             mlx_peak=stats.mlx_peak_bytes if stats else None,
             estimate=record.estimate if record else 0,
             measured_peak=worker.memory_peak or None,
-            reserved=manager.reservation(worker) if holds and record else 0,
+            reserved=manager.reservations.reservation(worker) if holds and record else 0,
         ),
         load=model.load,
         pinned=model.pinned,
@@ -146,7 +146,7 @@ def model_view(manager: ModelManager, worker: WorkerClient) -> ModelView:
 
 
 def memory_view(manager: ModelManager) -> MemoryView:
-    held = {h.name: h for h in manager.holdings()}
+    held = {h.name: h for h in manager.reservations.holdings()}
     entries = {}
     for name, worker in manager.registry.workers.items():
         record = manager.records.get(name)
@@ -156,7 +156,7 @@ def memory_view(manager: ModelManager) -> MemoryView:
         entries[name] = MemoryEntry(
             state=worker.state,
             reserved=holding.reserved if holding else 0,
-            need=manager.reservation(worker),
+            need=manager.reservations.reservation(worker),
             estimate=record.estimate,
             measured_peak=worker.memory_peak or None,
             rss=worker.pong.stats.rss_bytes if worker.pong is not None else None,

@@ -19,8 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
@@ -28,6 +27,7 @@ from gateway import memory
 from gateway.control import ControlLink
 from gateway.errors import APIError
 from gateway.registry import Registry
+from gateway.reservations import ModelRecord, Reservations
 from gateway.supervisors import SupervisorProcesses
 from gateway.worker_client import WorkerClient
 from protocol.messages import (
@@ -46,17 +46,6 @@ REAP_EVERY_S = 0.25
 UNLOAD_GRACE_S = 10.0
 
 
-@dataclass
-class ModelRecord:
-    """The gateway's side of one model: what it wants and what it saw."""
-
-    wanted: bool = False  # a loaded model process is wanted
-    estimate: int = 0  # bytes, before it has served
-    last_error: str = ""
-    owner: Literal["external", "gateway"] = "external"  # who runs its supervisor
-    supervisor_instance: str = ""
-
-
 class ModelManager:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -65,6 +54,7 @@ class ModelManager:
         self.control = ControlLink(self.settings.control_endpoint, registry.ctx, self._on_status)
         self.supervisors = SupervisorProcesses(self.config.source)
         self.records: dict[str, ModelRecord] = {}
+        self.reservations = Reservations(registry, self.records)
         self.machine: dict[str, int] = {}
         self.budget = memory.Budget(0, "ram")
         self._admission = asyncio.Lock()
@@ -145,36 +135,6 @@ class ModelManager:
         model = worker.model
         return model.load == "startup" or (model.pinned and model.load == "on_demand")
 
-    # --- memory ---------------------------------------------------------------
-
-    def reservation(self, worker: WorkerClient) -> int:
-        """Bytes the budget counts for this model when it is loaded."""
-        record = self.records[worker.model.name]
-        if worker.model.memory_estimate is None and worker.memory_peak > 0:
-            return worker.memory_peak
-        return record.estimate
-
-    def holds_memory(self, worker: WorkerClient) -> bool:
-        record = self.records[worker.model.name]
-        return record.wanted or worker.state not in ("unloaded", "down")
-
-    def holdings(self, *, excluding: str = "") -> list[memory.Holding]:
-        held = []
-        for name, worker in self.registry.workers.items():
-            if name == excluding or name not in self.records or not self.holds_memory(worker):
-                continue
-            evictable = (
-                self.records[name].wanted
-                and worker.state == "ready"
-                and worker.idle
-                and not worker.model.pinned
-            )
-            held.append(memory.Holding(name, self.reservation(worker), evictable, worker.last_used))
-        return held
-
-    def reserved(self) -> int:
-        return sum(h.reserved for h in self.holdings())
-
     # --- load -----------------------------------------------------------------
 
     async def load(
@@ -228,9 +188,9 @@ class ModelManager:
             if not self.control.reachable(name):
                 raise self._no_supervisor(name)
             allowed = self.settings.eviction == "lru" if evict is None else evict
-            need = self.reservation(worker)
+            need = self.reservations.reservation(worker)
             plan = memory.plan_load(
-                need, self.budget.bytes, self.holdings(excluding=name), evict=allowed
+                need, self.budget.bytes, self.reservations.holdings(excluding=name), evict=allowed
             )
             if not plan.fits:
                 record.last_error = plan.refusal(name, allowed)
@@ -252,7 +212,7 @@ class ModelManager:
 
     def _limit_for(self, name: str) -> int:
         """The process's memory share: the budget less what the others reserve."""
-        return max(0, self.budget.bytes - sum(h.reserved for h in self.holdings(excluding=name)))
+        return max(0, self.budget.bytes - self.reservations.reserved(excluding=name))
 
     async def _watch_load(self, worker: WorkerClient) -> None:
         """Ends the ``loading`` of a load: ready, failed, unloaded, or too slow."""
