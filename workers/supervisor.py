@@ -357,12 +357,6 @@ class Supervisor:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.stop()
 
-    def _on_signal(self, *_: object) -> None:
-        # honcho signals the whole group and the gateway its own children: a
-        # second SIGTERM during the exit must not cut the drain short.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        self.stop()
-
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
