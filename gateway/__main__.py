@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import setproctitle
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         log_level="warning",
         # JSON logs: uvicorn's records go through the root logger's JSON formatter.
         log_config=None if log_format == "json" else uvicorn.config.LOGGING_CONFIG,
-        timeout_graceful_shutdown=5,
+        # SIGTERM / Ctrl-C: stop accepting, let running requests finish.
+        timeout_graceful_shutdown=math.ceil(config.gateway.shutdown_timeout),
     )
 
 

@@ -11,19 +11,21 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from gateway.admin import restart_model
+from gateway import admin
 from gateway.anthropic import count_tokens, messages
 from gateway.chat import chat_completions
 from gateway.completions import completions
 from gateway.embeddings import embeddings
 from gateway.errors import EXCEPTION_HANDLERS
-from gateway.health import health
+from gateway.health import LoopMonitor, health, live, ready
 from gateway.image_store import ImageStore
 from gateway.images_api import image_edits, image_file, image_generations
+from gateway.lifecycle import ModelManager
 from gateway.metrics import metrics, metrics_registry
 from gateway.middleware import APIKeyMiddleware, RequestIDMiddleware, UnhandledErrorMiddleware
 from gateway.models import get_model, list_models
 from gateway.openapi import openapi_json
+from gateway.queue_stats import queue_stats
 from gateway.rate_limit import RateLimiter, RateLimitMiddleware
 from gateway.registry import Registry
 from gateway.responses import (
@@ -45,13 +47,19 @@ def create_app(config: Config) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         registry = Registry(config)
-        app.state.registry = registry
+        manager = ModelManager(registry)
+        monitor = LoopMonitor()
+        app.state.registry, app.state.models, app.state.loop_monitor = registry, manager, monitor
+        monitor.start()
         await registry.start()
+        await manager.start()
         try:
             yield
         finally:
             await app.state.responses.close()  # background responses end first
+            await manager.close()
             await registry.close()
+            await monitor.close()
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -74,10 +82,22 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/images/files/{name}", image_file, methods=["GET"], name="image_file"),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+        Route("/v1/queue/stats", queue_stats, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/admin/models/{model:path}/restart", restart_model, methods=["POST"]),
+        Route("/admin/models", admin.list_models, methods=["GET"]),
+        Route("/admin/models/{model:path}/load", admin.load_model, methods=["POST"]),
+        Route("/admin/models/{model:path}/unload", admin.unload_model, methods=["POST"]),
+        Route("/admin/models/{model:path}/restart", admin.restart_model, methods=["POST"]),
+        Route("/admin/models/{model:path}/drain", admin.drain_model, methods=["POST"]),
+        Route("/admin/models/{model:path}/resume", admin.resume_model, methods=["POST"]),
+        Route("/admin/models/{model:path}", admin.get_model, methods=["GET"]),
+        Route("/admin/models/{model:path}", admin.patch_model, methods=["PATCH"]),
+        Route("/admin/memory", admin.get_memory, methods=["GET"]),
+        Route("/admin/reload", admin.reload_config, methods=["POST"]),
     ]
     settings = config.gateway
     registry, request_metrics, model_metrics = metrics_registry(lambda: _workers(app))
@@ -90,9 +110,9 @@ def create_app(config: Config) -> Starlette:
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "X-House-ID"],
+            expose_headers=["X-Request-ID", "X-House-ID", "X-Process-Time", "Retry-After"],
         ),
-        Middleware(APIKeyMiddleware, keys=settings.api_keys),
+        Middleware(APIKeyMiddleware, keys=settings.api_keys, admin_keys=settings.admin_keys),
         Middleware(
             RateLimitMiddleware,
             limiter=RateLimiter.from_setting(settings.rate_limit),

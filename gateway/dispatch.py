@@ -33,7 +33,7 @@ async def submit_jobs(
     for job in jobs:
         job.request_id = found.request_id
         job.house_id = found.house_id or ""
-    streams = worker.submit_all(jobs)
+    streams = await worker.submit_all(jobs)
     if not timed:
         return streams
     metrics: ModelMetrics = request.app.state.model_metrics

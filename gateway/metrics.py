@@ -205,6 +205,11 @@ class WorkerCollector(Collector):
         loop_age = gauge(
             "model_loop_age_seconds", "Seconds since the model's generation loop last answered."
         )
+        memory = gauge(
+            "model_memory_bytes",
+            "The model process's memory (last heartbeat): rss, mlx_active, mlx_peak.",
+            (*MODEL, "kind"),
+        )
         restarts = CounterMetricFamily(
             PREFIX + "model_restarts",
             "Times the supervisor restarted the model process, by why it had stopped.",
@@ -222,10 +227,14 @@ class WorkerCollector(Collector):
                 running.add_metric([name], pong.stats.active)
                 waiting.add_metric([name], pong.stats.queued)
                 loop_age.add_metric([name], max(0.0, now - worker.last_pong))
+                stats = pong.stats
+                memory.add_metric([name, "rss"], stats.rss_bytes)
+                memory.add_metric([name, "mlx_active"], stats.mlx_active_bytes)
+                memory.add_metric([name, "mlx_peak"], stats.mlx_peak_bytes)
             if (status := worker.supervisor) is not None:
                 for reason, count in status.restarts_by_reason.items():
                     restarts.add_metric([name, reason], count)
-        yield from (info, state, in_flight, running, waiting, loop_age, restarts)
+        yield from (info, state, in_flight, running, waiting, loop_age, memory, restarts)
 
 
 def metrics_registry(

@@ -1,5 +1,6 @@
-"""ASGI middleware: request ids with an access log line and request metrics, API
-keys, and the last word on errors nothing else answered."""
+"""ASGI middleware: request ids and process time with an access log line and
+request metrics, API keys (inference and admin), and the last word on errors
+nothing else answered."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ log = structlog.get_logger()
 
 class RequestIDMiddleware:
     """Accept ``X-Request-ID`` (or generate one) and ``X-House-ID``, echo them
-    on the response, and log one line per request with them (every log line of
-    the request carries them; see :mod:`gateway.phase4`)."""
+    on the response with ``X-Process-Time`` (seconds until the response
+    started), and log one line per request with them (every log line of the
+    request carries them; see :mod:`gateway.phase4`)."""
 
     def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
         self.app = app
@@ -44,6 +46,7 @@ class RequestIDMiddleware:
                 headers["X-Request-ID"] = correlation.request_id
                 if correlation.house_id is not None:
                     headers["X-House-ID"] = correlation.house_id
+                headers["X-Process-Time"] = f"{time.perf_counter() - started:.4f}"
             await send(message)
 
         with structlog.contextvars.bound_contextvars(**correlation.log_context(), model=None):
@@ -69,31 +72,48 @@ class RequestIDMiddleware:
 
 class APIKeyMiddleware:
     """When keys are configured, /v1/* and /admin/* need ``Authorization: Bearer <key>``
-    or, as Anthropic's clients send it, ``x-api-key: <key>``."""
+    or, as Anthropic's clients send it, ``x-api-key: <key>``.
 
-    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+    /admin/* takes the ``admin_keys`` (or, if there are none, the ``api_keys``);
+    an inference key there is a 403. An admin key works on /v1/* too.
+    """
+
+    def __init__(self, app: ASGIApp, keys: list[str], admin_keys: list[str] | None = None) -> None:
         self.app = app
         self.keys = [k.encode() for k in keys]
+        self.admin_keys = [k.encode() for k in admin_keys or []]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and self.keys
-            and scope["path"].startswith(("/v1/", "/admin/"))
-            and scope["method"] != "OPTIONS"  # CORS preflights carry no credentials
-            # Generated images' URLs are capabilities (128 random bits, expiring),
-            # fetched by browsers and <img> tags that send no key, as OpenAI's are.
-            and not scope["path"].startswith("/v1/images/files/")
-            and not key_matches(presented_key(Headers(scope=scope)), self.keys)
-        ):
-            response = APIError(
-                401,
-                "Incorrect API key provided. "
-                "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
-                code="invalid_api_key",
-            ).response()
-            await response(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":  # CORS preflights: no keys
+            await self.app(scope, receive, send)
             return
+        path = scope["path"]
+        admin = path.startswith("/admin/")
+        # Generated images' URLs are capabilities (128 random bits, expiring),
+        # fetched by browsers and <img> tags that send no key, as OpenAI's are.
+        guarded = admin or (path.startswith("/v1/") and not path.startswith("/v1/images/files/"))
+        if admin:
+            allowed = self.admin_keys or self.keys
+        else:
+            allowed = self.keys + self.admin_keys if self.keys else []
+        if guarded and allowed:
+            token = presented_key(Headers(scope=scope))
+            if not key_matches(token, allowed):
+                if admin and self.admin_keys and key_matches(token, self.keys):
+                    error = APIError(
+                        403,
+                        "this API key may not use the admin API: send one of the admin_keys",
+                        code="admin_key_required",
+                    )
+                else:
+                    error = APIError(
+                        401,
+                        "Incorrect API key provided. "
+                        "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+                        code="invalid_api_key",
+                    )
+                await error.response()(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 

@@ -10,7 +10,6 @@ new route; ``tests/gateway/test_openapi.py`` fails for a route it lacks.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -25,48 +24,17 @@ from gateway import openai_schemas as openai
 from gateway import responses_events as response_events
 from gateway import responses_objects as response_objects
 from gateway import responses_schemas as responses
-from gateway import service_schemas as service
 from gateway import speech_schemas as speech
 from gateway import transcription_schemas as transcription
-from gateway.admin import RestartRequest
 from gateway.audio_encoding import MEDIA_TYPES as AUDIO_MEDIA_TYPES
-from gateway.errors import ErrorEnvelope
+from gateway.openapi_operations import JSON, SSE, TEXT, Multipart, Operation
+from gateway.openapi_service import SERVICE_OPERATIONS
 
 REF = "#/components/schemas/{name}"
 BINARY = {"type": "string", "format": "binary"}
-TEXT = {"type": "string"}
 STREAM_NOTE = "Server-sent events: each `data:` line holds one of these as JSON"
 
 
-@dataclass(frozen=True)
-class Multipart:
-    """A multipart form: text fields from a Struct, plus file parts."""
-
-    fields: type[msgspec.Struct]
-    files: tuple[str, ...]
-    required_files: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str  # as Starlette writes it: /v1/models/{model:path}
-    summary: str
-    tag: str
-    body: Any = None  # a Struct (JSON), a Multipart, or None
-    # Media type -> a type (its schema), a tuple of types (any of them), or a
-    # schema dict (BINARY, TEXT).
-    answers: dict[str, Any] = field(default_factory=dict)
-    # Media types whose answer is a stream of server-sent events.
-    streamed: tuple[str, ...] = ()
-    error: Any = ErrorEnvelope
-    query: tuple[str, ...] = ()
-    public: bool = False  # needs no API key
-    status: str = "200"
-
-
-JSON = "application/json"
-SSE = "text/event-stream"
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "POST",
@@ -228,39 +196,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "OpenAI",
         answers={JSON: openai.ModelCard},
     ),
-    Operation(
-        "GET",
-        "/health",
-        "Each worker's state",
-        "Service",
-        answers={JSON: service.HealthReport},
-        public=True,
-    ),
-    Operation(
-        "GET",
-        "/metrics",
-        "Prometheus metrics (OpenMetrics when asked for)",
-        "Service",
-        answers={"text/plain": TEXT, "application/openmetrics-text": TEXT},
-        public=True,
-    ),
-    Operation(
-        "GET",
-        "/openapi.json",
-        "This document",
-        "Service",
-        answers={JSON: {"type": "object"}},
-        public=True,
-    ),
-    Operation(
-        "POST",
-        "/admin/models/{model:path}/restart",
-        "Drain (or stop) one model's process and start a fresh one",
-        "Admin",
-        RestartRequest,
-        {JSON: service.RestartAccepted},
-        status="202",
-    ),
+    *SERVICE_OPERATIONS,
 )
 
 _CONVERTER = re.compile(r"{([^}:]+):[^}]+}")

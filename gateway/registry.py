@@ -1,22 +1,14 @@
-"""Which worker serves which model name, and what its supervisor reports."""
+"""Which worker serves which model name (and alias)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Collection
 
-import structlog
-import zmq
 import zmq.asyncio
 
 from gateway.errors import APIError
 from gateway.worker_client import WorkerClient
-from protocol.config import Config, Family
-from protocol.framing import FrameError, status_decoder
-
-log = structlog.get_logger()
-
+from protocol.config import Config, Family, ModelConfig
 
 # The families each kind of endpoint serves.
 TEXT_FAMILIES: tuple[Family, ...] = ("llm", "vlm")
@@ -25,13 +17,17 @@ TEXT_FAMILIES: tuple[Family, ...] = ("llm", "vlm")
 class Registry:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._ctx = zmq.asyncio.Context()
-        self.workers = {m.name: WorkerClient(m, config.gateway, self._ctx) for m in config.models}
+        self.ctx = zmq.asyncio.Context()
+        self.workers = {m.name: WorkerClient(m, config.gateway, self.ctx) for m in config.models}
         self._by_name: dict[str, WorkerClient] = {}
+        self.index()
+
+    def index(self) -> None:
+        """Map every name and alias to its worker (again, after a reload)."""
+        self._by_name = {}
         for worker in self.workers.values():
             for key in (worker.model.name, *worker.model.aliases):
                 self._by_name[key] = worker
-        self._control_task: asyncio.Task[None] | None = None
 
     def resolve(self, name: str, families: Collection[Family] | None = None) -> WorkerClient:
         """The worker for a model name or alias; 404 ``model_not_found`` otherwise,
@@ -59,32 +55,24 @@ class Registry:
         return worker
 
     async def start(self) -> None:
-        self._control = self._ctx.socket(zmq.PULL)
-        self._control.setsockopt(zmq.LINGER, 0)
-        self._control.bind(self.config.gateway.control_endpoint)
-        self._control_task = asyncio.create_task(self._receive_status())
         for worker in self.workers.values():
             await worker.start()
 
     async def close(self) -> None:
-        if self._control_task is not None:
-            self._control_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._control_task
-            self._control.close(linger=0)
         for worker in self.workers.values():
             await worker.close()
-        self._ctx.term()
+        self.ctx.term()
 
-    async def _receive_status(self) -> None:
-        codec = status_decoder()
-        while True:
-            frame = await self._control.recv()
-            try:
-                status = codec.decode(frame)
-            except FrameError as exc:
-                log.error("dropped bad control frame", error=str(exc))
-                continue
-            worker = self.workers.get(status.model)
-            if worker is not None:
-                worker.supervisor = status
+    async def add(self, model: ModelConfig) -> WorkerClient:
+        """A model added at run time: its worker connection, routed at once."""
+        worker = WorkerClient(model, self.config.gateway, self.ctx)
+        await worker.start()
+        self.workers[model.name] = worker
+        self.index()
+        return worker
+
+    def remove(self, name: str) -> WorkerClient:
+        """Stop routing to a model; the caller closes its worker connection."""
+        worker = self.workers.pop(name)
+        self.index()
+        return worker

@@ -128,7 +128,7 @@ async def count_tokens(
         setup.mode,
         count_only=True,
     )
-    (whole,) = await collect([worker.submit(job)])
+    (whole,) = await collect([await worker.submit(job)])
     assert whole.finished is not None
     return whole.finished.usage.prompt_tokens, whole.finished.context_length
 

@@ -246,7 +246,7 @@ async def _voice_list(workers: list[WorkerClient], *, listing_all: bool) -> Resp
 async def _voices(worker: WorkerClient) -> list[str]:
     job = SpeechJob(worker.new_job_id(), "", "", list_voices=True)
     voices: list[str] = []
-    async for event in worker.submit(job).events():
+    async for event in (await worker.submit(job)).events():
         if isinstance(event, AudioChunk):
             voices += event.voices
     return voices

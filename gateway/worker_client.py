@@ -9,7 +9,12 @@ event to the waiting request. Liveness comes from three signals:
 - the heartbeat: a :class:`Ping` every ``heartbeat_interval``; the Pong says
   loading/ready/failed (with the cause) and carries an ``instance`` id, so a
   replaced process is noticed even if no disconnect was seen;
-- the supervisor's status (restarting, failed), pushed to the registry.
+- the supervisor's status (unloaded, restarting, failed...), from the control link.
+
+A worker silent past its model's ``heartbeat_timeout`` is ``unresponsive``:
+its requests fail at once and ``on_hung`` asks its supervisor to kill it.
+Before a job is sent to a worker that is not ready, ``on_demand`` may load
+it (an ``on_demand`` model) and wait for it (see gateway/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import cast
 
 import structlog
@@ -26,8 +31,11 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from gateway import worker_state
 from gateway.errors import APIError
 from gateway.job_stream import JobStream
+from gateway.memory import footprint
+from gateway.worker_state import Seen, state_of
 from protocol.config import GatewaySettings, ModelConfig
 from protocol.framing import Encoder, FrameError, from_worker_decoder
 from protocol.messages import (
@@ -67,9 +75,22 @@ class WorkerClient:
         self.connected = False
         self.pong: Pong | None = None
         self.last_pong = 0.0
-        self.supervisor: SupervisorStatus | None = None
+        self._supervisor: SupervisorStatus | None = None
+        self.supervisor_at = 0.0  # when its status arrived
         self._goodbye = asyncio.Event()
         self._goodbye_from = ""  # the instance of the last Goodbye
+        # Set by the lifecycle manager: a load is under way (requests wait for
+        # it); ops drained it (new requests are refused, it stays loaded).
+        self.loading = False
+        self.held = False
+        self.on_demand: Callable[[WorkerClient], Awaitable[None]] | None = None
+        self.on_hung: Callable[[WorkerClient, Pong], None] | None = None
+        self._hung_reported: str | None = None  # the instance reported hung
+        self.last_used = time.monotonic()
+        self.processed = 0  # jobs finished since the gateway started
+        self.waiting = 0  # requests waiting for the model to load
+        self.memory_peak = 0  # largest footprint reported after serving
+        self._changed = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -107,28 +128,68 @@ class WorkerClient:
     # --- state --------------------------------------------------------------
 
     @property
+    def supervisor(self) -> SupervisorStatus | None:
+        return self._supervisor
+
+    @supervisor.setter
+    def supervisor(self, status: SupervisorStatus | None) -> None:
+        before = self.state
+        self._supervisor, self.supervisor_at = status, time.monotonic()
+        if self.state != before:
+            self.changed()
+
+    @property
+    def loop_age(self) -> float | None:
+        """Seconds since the worker's loop last answered a heartbeat."""
+        return time.monotonic() - self.last_pong if self.pong is not None else None
+
+    def seen(self) -> Seen:
+        now = time.monotonic()
+        return Seen(
+            connected=self.connected,
+            pong=self.pong,
+            pong_age=now - self.last_pong,
+            supervisor=self._supervisor,
+            supervisor_age=now - self.supervisor_at,
+            loading=self.loading,
+            held=self.held,
+            heartbeat_limit=self.model.heartbeat_limit(),
+        )
+
+    @property
     def state(self) -> str:
-        """ready | loading | failed | restarting | unresponsive | down."""
-        if self.connected and self.pong is not None:
-            if time.monotonic() - self.last_pong > self.settings.heartbeat_timeout:
-                return "unresponsive"
-            return self.pong.state
-        if self.connected:
-            return "loading"
-        if self.supervisor is not None and self.supervisor.state in ("restarting", "failed"):
-            return self.supervisor.state
-        return "down"
+        """See gateway/worker_state.py."""
+        return state_of(self.seen())
+
+    def retry_in(self) -> float | None:
+        return worker_state.retry_in(self.seen())
+
+    def unavailable(self) -> APIError:
+        """The 503 for a request this worker cannot take now, with a
+        ``Retry-After`` when it is expected back by itself."""
+        seen = self.seen()
+        state = state_of(seen)
+        retry = worker_state.retry_after(state, seen)
+        message = worker_state.reason(self.model.name, state, seen)
+        headers = {"Retry-After": retry} if retry is not None else {}
+        return APIError(503, message, code="model_not_ready", headers=headers)
 
     def unavailable_reason(self) -> str:
-        name, state = self.model.name, self.state
-        if self.pong is not None and self.pong.error and state == "failed":
-            return f"model {name!r} is unavailable: {self.pong.error}"
-        if self.supervisor is not None and state in ("restarting", "failed"):
-            detail = f": {self.supervisor.message}" if self.supervisor.message else ""
-            return f"model {name!r} is {state}{detail}"
-        if state == "down":
-            return f"model {name!r} is unavailable: its worker is not running"
-        return f"model {name!r} is {state}"
+        seen = self.seen()
+        return worker_state.reason(self.model.name, state_of(seen), seen)
+
+    def changed(self) -> None:
+        """Wake whatever waits for this worker's state to change."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+    @property
+    def idle(self) -> bool:
+        stats = self.pong.stats if self.pong is not None else None
+        return not self._jobs and (stats is None or stats.active + stats.queued == 0)
 
     @property
     def in_flight(self) -> int:
@@ -139,15 +200,22 @@ class WorkerClient:
     def new_job_id(self) -> str:
         return f"{self.model.name}-{next(self._ids)}"
 
-    def submit(self, job: Job) -> JobStream:
+    async def submit(self, job: Job) -> JobStream:
         """Send a job; raise 503 if the worker cannot take it, 429 if full."""
-        (stream,) = self.submit_all([job])
+        (stream,) = await self.submit_all([job])
         return stream
 
-    def submit_all(self, jobs: list[Job]) -> list[JobStream]:
-        """Send the jobs of one request (its ``n`` choices): all of them or none."""
+    async def submit_all(self, jobs: list[Job]) -> list[JobStream]:
+        """Send the jobs of one request (its ``n`` choices): all of them or none.
+        A model that is not loaded may be loaded first (``on_demand``)."""
+        if self.state != "ready" and self.on_demand is not None:
+            self.waiting += 1
+            try:
+                await self.on_demand(self)
+            finally:
+                self.waiting -= 1
         if self.state != "ready":
-            raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+            raise self.unavailable()
         if len(self._jobs) + len(jobs) > self.model.max_pending:
             raise APIError(
                 429,
@@ -164,8 +232,9 @@ class WorkerClient:
                 del self._jobs[job.id]
                 for sent in streams:
                     sent.close()
-                raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+                raise self.unavailable()
             streams.append(stream)
+        self.last_used = time.monotonic()
         return streams
 
     def restart(self, *, graceful: bool) -> int | None:
@@ -174,7 +243,7 @@ class WorkerClient:
         instance = self.pong.instance if self.pong is not None else None
         restart = Restart(graceful, instance)
         if not self.connected or not self._send_now(self._encoder.encode(restart)):
-            raise APIError(503, self.unavailable_reason(), code="model_not_ready")
+            raise self.unavailable()
         return self.pong.pid if self.pong is not None else None
 
     def release(self, stream: JobStream) -> None:
@@ -182,6 +251,7 @@ class WorkerClient:
         yet (it is still held here) is cancelled in the worker."""
         if self._jobs.pop(stream.id, None) is not None:
             self._send_now(self._encoder.encode(Cancel(stream.id)))
+        self.last_used = time.monotonic()
 
     def _send_now(self, frame: bytes) -> bool:
         """Send without waiting; False if it cannot be queued (the queue is full).
@@ -241,6 +311,8 @@ class WorkerClient:
             if (stream := jobs.pop(end.id, None)) is not None:
                 stream.put(end)
                 orphans.discard(end.id)
+                self.processed += isinstance(end, Finished)
+                self.last_used = time.monotonic()
         # Nobody waits for these (a job that reached a new process after its
         # request had failed, or one cancelled while its tokens were on the
         # way): stop the worker spending time on them.
@@ -250,10 +322,15 @@ class WorkerClient:
     def _on_pong(self, pong: Pong) -> None:
         if self.pong is not None and pong.instance != self.pong.instance:
             self._worker_lost(f"its process was replaced (pid {self.pong.pid} -> {pong.pid})")
+        before = self.state
         if self.pong is None or self.pong.state != pong.state:
             log.info("worker state", model=self.model.name, state=pong.state, pid=pong.pid)
         self.pong = pong
         self.last_pong = time.monotonic()
+        if pong.stats.requests_finished > 0:
+            self.memory_peak = max(self.memory_peak, footprint(pong.stats))
+        if self.state != before:
+            self.changed()
 
     def _worker_lost(self, why: str) -> None:
         self._fail_all(
@@ -270,11 +347,13 @@ class WorkerClient:
                 self.connected = True
                 self.pong = None  # a new connection: state unknown until its pong
                 self._send_ping()
+                self.changed()
             elif event == zmq.EVENT_DISCONNECTED:
                 was = self.connected
                 lost = self.pong.instance if self.pong is not None else None
                 self.connected = False
                 self.pong = None
+                self.changed()
                 if was:
                     log.warning("worker disconnected", model=self.model.name)
                 # The monitor is a separate socket: its event can overtake the
@@ -298,16 +377,35 @@ class WorkerClient:
             await self._goodbye.wait()
 
     async def _heartbeat(self) -> None:
+        interval = self.settings.heartbeat_interval
+        stalled = False
         while True:
             self._send_ping()
-            if self.state == "unresponsive" and self._jobs:
-                self._fail_all(
-                    503,
-                    "worker_unresponsive",
-                    f"the worker for model {self.model.name!r} has not answered for "
-                    f"{self.settings.heartbeat_timeout:.0f}s",
-                )
-            await asyncio.sleep(self.settings.heartbeat_interval)
+            # After the gateway's own loop stalled, the worker's answers may be
+            # waiting unread: give the receive task a round before judging it.
+            if self.state == "unresponsive" and not stalled:
+                self._on_silence()
+            slept = time.monotonic()
+            await asyncio.sleep(interval)
+            stalled = time.monotonic() - slept > interval + 1.0
+
+    def _on_silence(self) -> None:
+        """A hung worker: its requests end now, and its supervisor is asked
+        (once per process) to kill it so a fresh one starts."""
+        if self._jobs:
+            self._fail_all(
+                503,
+                "worker_unresponsive",
+                f"the worker for model {self.model.name!r} has not answered for "
+                f"{self.model.heartbeat_limit():.0f}s; it is being restarted",
+            )
+        pong = self.pong
+        if pong is not None and self._hung_reported != pong.instance:
+            self._hung_reported = pong.instance
+            log.error("worker unresponsive", model=self.model.name, pid=pong.pid)
+            self.changed()
+            if self.on_hung is not None:
+                self.on_hung(self, pong)
 
     def _send_ping(self) -> None:
         self._send_now(self._encoder.encode(Ping(next(self._seq))))

@@ -6,7 +6,8 @@ each other's frames with a clear log line instead of misreading them.
 Every side writes with the one :class:`Encoder`; each reads with the
 :class:`Decoder` named for what it reads: a worker :func:`to_worker_decoder`,
 the gateway :func:`from_worker_decoder` on a worker socket and
-:func:`status_decoder` on its control socket.
+:func:`status_decoder` on its control socket, and a supervisor
+:func:`command_decoder` on its end of that link.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from protocol.messages import FromWorker, SupervisorStatus, ToWorker
+from protocol.messages import FromWorker, SupervisorStatus, ToSupervisor, ToWorker
 
 PROTOCOL_VERSION = 1
 _VERSION_BYTE = bytes([PROTOCOL_VERSION])
@@ -69,3 +70,8 @@ def from_worker_decoder() -> Decoder[FromWorker]:
 def status_decoder() -> Decoder[SupervisorStatus]:
     """What the gateway reads on its control socket: the supervisors' status."""
     return Decoder(SupervisorStatus)
+
+
+def command_decoder() -> Decoder[ToSupervisor]:
+    """What a supervisor reads on its control link: commands from the gateway."""
+    return Decoder(ToSupervisor)  # type: ignore[arg-type]

@@ -7,7 +7,9 @@ Anything else bumps ``framing.PROTOCOL_VERSION``.
 
 Gateway -> worker: jobs (:class:`ChatJob`, :class:`CompletionJob`, and one
 per other model family: speech, transcription, embedding, image) and
-control (:class:`Cancel`, :class:`Ping`). Worker -> gateway: one
+control (:class:`Cancel`, :class:`Ping`). Supervisor <-> gateway: its
+:class:`SupervisorStatus` one way, lifecycle commands (:class:`LoadModel`,
+:class:`UnloadModel`, :class:`RestartModel`, :class:`KillModel`) the other. Worker -> gateway: one
 :class:`Events` per engine step, carrying the new text of *every* running job
 (a message per token per job does not scale to 32 streams) and the
 results of non-text jobs (``Events.outputs``), and
@@ -388,6 +390,11 @@ class WorkerStats(msgspec.Struct):
     prompt_tokens: int = 0
     generation_tokens: int = 0
     requests_finished: int = 0
+    # The process's memory (filled by the runtime, not the engine): resident
+    # set, and MLX's allocator now and at its peak (0 where MLX does not say).
+    rss_bytes: int = 0
+    mlx_active_bytes: int = 0
+    mlx_peak_bytes: int = 0
 
 
 class Pong(msgspec.Struct, tag="pong"):
@@ -416,13 +423,21 @@ class Goodbye(msgspec.Struct, tag="goodbye"):
 FromWorker = Events | Pong | Goodbye
 
 
-# --- supervisor -> gateway ---------------------------------------------------
+# --- supervisor <-> gateway (the control link) --------------------------------
 
-SupervisorState = Literal["starting", "running", "restarting", "failed", "stopped"]
+# starting: not told yet whether to load; unloaded: no model process, none
+# wanted; running: its process is up (its own state comes in its Pong);
+# unloading: asked to exit, not to be restarted; restarting: waiting to start
+# it again; failed: it keeps dying (retried after ``retry_in``); stopped: the
+# supervisor is exiting.
+SupervisorState = Literal[
+    "starting", "running", "restarting", "failed", "stopped", "unloaded", "unloading"
+]
 
 
 class SupervisorStatus(msgspec.Struct, tag="supervisor"):
-    """What a worker's supervisor knows: whether its process runs, restarts."""
+    """What a worker's supervisor knows: whether its process runs, restarts.
+    Sent on every transition and every second."""
 
     model: str
     state: SupervisorState
@@ -432,3 +447,43 @@ class SupervisorStatus(msgspec.Struct, tag="supervisor"):
     # The restarts by why the process had stopped: "exited" (code 0: it
     # drained, as asked), "crashed" (another code), "killed" (by a signal).
     restarts_by_reason: dict[str, int] = {}
+    # This supervisor process ("<pid>-<random>"): a new one is a new link.
+    instance: str = ""
+    host: str = ""
+    # restarting / failed: seconds until the next start.
+    retry_in: float | None = None
+    # Seconds the current model process has been running.
+    uptime: float | None = None
+
+
+class LoadModel(msgspec.Struct, tag="load"):
+    """Start the model process (now, even during a crash-loop backoff) and
+    keep it running. ``memory_limit``: bytes the process may use (its MLX
+    memory and wired limits on Apple silicon); 0 for no limit."""
+
+    memory_limit: int = 0
+
+
+class UnloadModel(msgspec.Struct, tag="unload"):
+    """Stop the model process and do not start it again: drained (running jobs
+    finish, up to ``drain_timeout``, default the model's) or, ``force``, at once."""
+
+    drain_timeout: float | None = None
+    force: bool = False
+
+
+class RestartModel(msgspec.Struct, tag="restart_model"):
+    """Replace the model process now: drained first, unless not ``graceful``."""
+
+    graceful: bool = True
+
+
+class KillModel(msgspec.Struct, tag="kill"):
+    """SIGKILL model process ``pid`` (hung: silent past its heartbeat timeout)
+    and start a new one; ignored if that process is gone already."""
+
+    pid: int
+    reason: str = ""
+
+
+ToSupervisor = LoadModel | UnloadModel | RestartModel | KillModel

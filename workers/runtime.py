@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+import msgspec
 import structlog
 import zmq
 
@@ -53,6 +54,7 @@ from protocol.messages import (
     WorkerStats,
 )
 from workers.engine import Engine, EngineDeadError, JobError, unprocessable
+from workers.memory import mlx_bytes, rss_bytes
 
 log = structlog.get_logger()
 
@@ -285,6 +287,10 @@ class WorkerRuntime:
 
     def _pong(self, seq: int) -> Pong:
         stats = self._engine.stats() if self._engine is not None else WorkerStats()
+        active, peak = mlx_bytes()
+        stats = msgspec.structs.replace(
+            stats, rss_bytes=rss_bytes(), mlx_active_bytes=active, mlx_peak_bytes=peak
+        )
         return Pong(
             seq=seq,
             instance=self.instance,

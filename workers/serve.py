@@ -26,6 +26,7 @@ import structlog  # noqa: E402
 from protocol.config import model_from_command_line  # noqa: E402
 from protocol.logs import configure_logging  # noqa: E402
 from workers.engines import build_engine  # noqa: E402
+from workers.memory import apply_limit_from_environment  # noqa: E402
 from workers.runtime import WorkerRuntime  # noqa: E402
 
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(f"worker:{model.name}", config.gateway.log_format)
     structlog.contextvars.bind_contextvars(model=model.name)
     structlog.get_logger().info("starting", model=model.name, path=model.path)
+    apply_limit_from_environment()
     runtime = WorkerRuntime(model, lambda: build_engine(model))
     signal.signal(signal.SIGTERM, runtime.drain)
     signal.signal(signal.SIGINT, runtime.stop)

@@ -217,3 +217,53 @@ async def test_deeply_nested_tool_call_arguments_are_a_400_naming_them(served: S
     r = await on_one_connection(served, "POST", "/v1/chat/completions", body)
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "messages[0].tool_calls[0].function.arguments"
+
+
+@pytest.fixture
+def keyed() -> Iterator[TestClient]:
+    settings = GatewaySettings(
+        control_endpoint=f"tcp://127.0.0.1:{free_port()}",
+        api_keys=["sk-user"],
+        admin_keys=["sk-admin"],
+    )
+    model = ModelConfig("m", "llm", "/nowhere", f"tcp://127.0.0.1:{free_port()}")
+    with TestClient(create_app(Config(settings, [model]))) as client:
+        yield client
+
+
+def test_an_inference_key_on_admin_is_403_and_an_admin_key_passes(keyed: TestClient) -> None:
+    user, boss = {"Authorization": "Bearer sk-user"}, {"Authorization": "Bearer sk-admin"}
+    refused = keyed.get("/admin/models", headers=user)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["type"] == "permission_error"
+    assert keyed.get("/admin/models").status_code == 401
+    assert keyed.get("/admin/models", headers={"Authorization": "Bearer sk-bad"}).status_code == 401
+    listed = keyed.get("/admin/models", headers=boss)
+    assert listed.status_code == 200 and listed.json()["data"][0]["name"] == "m"
+    # The admin key works for inference too; the inference key still does.
+    assert keyed.get("/v1/models", headers=boss).status_code == 200
+    assert keyed.get("/v1/models", headers=user).status_code == 200
+
+
+def test_ready_is_503_naming_the_startup_models_not_ready(client: TestClient) -> None:
+    r = client.get("/health/ready")
+    assert r.status_code == 503
+    assert r.json() == {"status": "not_ready", "waiting": {"m": "down"}}
+    assert client.get("/health/live").json()["status"] == "ok"
+
+
+def test_every_response_carries_its_process_time(client: TestClient) -> None:
+    for r in (client.get("/health"), client.get("/no/such/path"), client.post("/v1/models")):
+        assert float(r.headers["X-Process-Time"]) >= 0
+
+
+def test_queue_stats_count_each_model(client: TestClient) -> None:
+    r = client.get("/v1/queue/stats", headers={"Authorization": "Bearer sk-good"})
+    assert r.status_code == 200
+    assert r.json()["models"]["m"] == {
+        "state": "down",
+        "active": 0,
+        "pending": 0,
+        "processed": 0,
+        "max_pending": 256,
+    }

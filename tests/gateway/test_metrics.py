@@ -96,7 +96,7 @@ class StandInWorker:
 
 def test_the_collector_reads_each_workers_heartbeat_and_supervisor() -> None:
     model = ModelConfig("w", "kokoro", "/x", "tcp://127.0.0.1:1")
-    stats = WorkerStats(active=2, queued=5)
+    stats = WorkerStats(active=2, queued=5, rss_bytes=300, mlx_active_bytes=100, mlx_peak_bytes=200)
     pong = Pong(0, "i", 42, "w", "kokoro", "ready", 10, stats)
     supervisor = SupervisorStatus(
         "w", "running", 42, 3, restarts_by_reason={"crashed": 2, "killed": 1}
@@ -118,6 +118,9 @@ def test_the_collector_reads_each_workers_heartbeat_and_supervisor() -> None:
     assert by_name[(restarts, (("model_name", "w"), ("reason", "crashed")))] == 2
     assert by_name[(restarts, (("model_name", "w"), ("reason", "killed")))] == 1
     assert by_name[("mlx_gateway:model_state", (("model_name", "w"), ("state", "ready")))] == 1
+    memory = "mlx_gateway:model_memory_bytes"
+    assert by_name[(memory, (("kind", "rss"), ("model_name", "w")))] == 300
+    assert by_name[(memory, (("kind", "mlx_peak"), ("model_name", "w")))] == 200
 
 
 def test_a_worker_without_a_heartbeat_has_no_load_figures() -> None:

@@ -80,7 +80,12 @@ def test_public_routes_need_no_key_and_the_others_may(document: dict[str, Any]) 
     assert {"bearer": []} in document["security"]
 
 
-@pytest.mark.parametrize("path", ["/health", "/v1/models", "/v1/models/{model}"])
+@pytest.mark.parametrize(
+    "path",
+    ["/health", "/v1/models", "/v1/models/{model}"]
+    + ["/health/live", "/health/ready", "/v1/queue/stats"]
+    + ["/admin/models", "/admin/models/{model}", "/admin/memory"],
+)
 def test_real_answers_validate_against_their_schemas(
     client: TestClient, document: dict[str, Any], path: str
 ) -> None:

@@ -73,16 +73,16 @@ async def test_requests_beyond_max_pending_are_429_with_retry_after(
     ctx: zmq.asyncio.Context,
 ) -> None:
     client = ready_client(ctx, max_pending=2)
-    client.submit(job(1))
-    client.submit(job(2))
+    await client.submit(job(1))
+    await client.submit(job(2))
     with pytest.raises(APIError) as err:
-        client.submit(job(3))
+        await client.submit(job(3))
     assert err.value.status == 429 and err.value.headers["Retry-After"] == "1"
 
 
 async def test_events_reach_their_stream_and_the_end_releases_it(ctx: zmq.asyncio.Context) -> None:
     client = ready_client(ctx)
-    stream = client.submit(job(1))
+    stream = await client.submit(job(1))
     client._dispatch(Events(deltas=[Delta("j1", "ab", 2)]))
     client._dispatch(Events(finished=[Finished("j1", "length", Usage(1, 3), text="c")]))
     (batch,) = [batch async for batch in stream.batches()]
@@ -96,7 +96,7 @@ async def test_a_request_over_its_time_limit_gets_504_and_is_cancelled_in_the_wo
     ctx: zmq.asyncio.Context,
 ) -> None:
     client = ready_client(ctx, request_timeout=0.05)
-    stream = client.submit(job(1))
+    stream = await client.submit(job(1))
     with pytest.raises(APIError) as failure:
         await read_to_end(stream)
     assert failure.value.status == 504
@@ -105,7 +105,7 @@ async def test_a_request_over_its_time_limit_gets_504_and_is_cancelled_in_the_wo
 
 async def test_a_lost_worker_fails_every_request_it_held(ctx: zmq.asyncio.Context) -> None:
     client = ready_client(ctx)
-    streams = [client.submit(job(i)) for i in (1, 2)]
+    streams = [await client.submit(job(i)) for i in (1, 2)]
     client._worker_lost("connection lost")
     for stream in streams:
         with pytest.raises(APIError) as failure:
@@ -118,7 +118,7 @@ async def test_not_ready_is_503_naming_the_state(ctx: zmq.asyncio.Context) -> No
     client = ready_client(ctx)
     client.pong = Pong(0, "i", 1, "m", "llm", "loading", 0, WorkerStats())
     with pytest.raises(APIError) as err:
-        client.submit(job(1))
+        await client.submit(job(1))
     assert err.value.status == 503 and "loading" in err.value.message
 
 
@@ -128,7 +128,7 @@ async def test_events_for_a_job_nobody_holds_are_answered_with_a_cancel(
     """A job that waited in the socket queue for the next process (its request
     already failed) must not run for nobody."""
     client = ready_client(ctx)
-    stream = client.submit(job(1))
+    stream = await client.submit(job(1))
     client._dispatch(Events(deltas=[Delta("j1", "a", 1), Delta("gone", "b", 1)]))
     client._dispatch(Events(finished=[Finished("done-elsewhere", "stop", Usage(1, 1))]))
     assert client.sent[1:] == [Cancel("gone")]
@@ -179,7 +179,7 @@ async def test_a_busy_gateway_still_reads_what_a_worker_sent_just_before_exiting
         await worker.send(Pong(ping.seq, "i", 1, "m", "llm", "ready", 0, WorkerStats()))
         while client.state != "ready":  # noqa: ASYNC110 - a property, nothing to await
             await asyncio.sleep(0.01)
-        stream = client.submit(job(1))
+        stream = await client.submit(job(1))
         while not isinstance(await worker.receive(), CompletionJob):
             pass
 
@@ -198,7 +198,7 @@ async def test_a_request_that_stops_reading_cancels_its_job_in_the_worker(
     ctx: zmq.asyncio.Context,
 ) -> None:
     client = ready_client(ctx)
-    stream = client.submit(job(1))
+    stream = await client.submit(job(1))
     client._dispatch(Events(deltas=[Delta("j1", "a", 1)]))
     events = stream.events()
     assert await anext(events) == Delta("j1", "a", 1)
