@@ -155,6 +155,10 @@ def test_a_bad_text_format_schema_is_a_400_naming_it() -> None:
     assert error_of(None, None, bad).param == "text.format.schema"
 
 
-def test_a_forced_call_cannot_also_have_a_json_format() -> None:
+def test_a_forced_call_with_a_json_format_is_constrained_to_the_call() -> None:
+    # The Agents SDK sends output_type with tool_choice "required": this turn's
+    # output is the call; the format shapes the turns after it.
     text = TextConfig(JSONSchemaTextFormat("x", {"type": "object"}))
-    assert error_of([WEATHER], "required", text).param == "text.format"
+    tools = response_tools([WEATHER], "required", text)
+    assert tools.setup.mode == "forced"
+    assert tools.setup.json_schema is not None and '"arguments"' in tools.setup.json_schema
